@@ -1,0 +1,118 @@
+"""Custom layers and activations of the Bi-Real Net family.
+
+Every object here is registered as a Keras serializable under the ``bireal_larq`` package
+prefix and implements ``get_config``, so a saved model loads back with
+:data:`CUSTOM_OBJECTS` (or just by importing this package).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+_PACKAGE = "bireal_larq"
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+def leaky_clip(x: tf.Tensor) -> tf.Tensor:
+    """Identity on [-1, 1], slope 0.1 outside (Bi-Real Caffe pre-training step 2, seed 002 #16).
+
+    Continuous at +-1: ``0.1 * x + 0.9`` above 1 and ``0.1 * x - 0.9`` below -1.
+    """
+    return tf.where(tf.abs(x) > 1.0, 0.1 * x + 0.9 * tf.sign(x), x)
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+def clip(x: tf.Tensor) -> tf.Tensor:
+    """``clip(-1, x, 1)``: the last real-valued pre-training step of the Caffe recipe."""
+    return tf.clip_by_value(x, -1.0, 1.0)
+
+
+# The activations that can stand where the sign of a binary layer would be (real-valued twin).
+REAL_ACTIVATIONS = {
+    "relu": tf.nn.relu,
+    "leaky_clip": leaky_clip,
+    "clip": clip,
+    "identity": tf.identity,
+}
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class LearnableBias(tf.keras.layers.Layer):
+    """Adds a learnable per-channel bias; ``x - beta`` before a sign is ReActNet's RSign.
+
+    With the bias in front of the quantizer the threshold of the sign becomes learnable per
+    channel, while the quantizer itself stays a plain sign that LCE fuses into ``LceQuantize``.
+    """
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(
+            name="bias", shape=(input_shape[-1],), initializer="zeros", trainable=True
+        )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return inputs + tf.cast(self.bias, inputs.dtype)
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class RPReLU(tf.keras.layers.Layer):
+    """ReActNet's RPReLU: ``PReLU(x - gamma) + zeta`` with per-channel gamma, zeta and slope."""
+
+    def __init__(self, alpha_initializer: float = 0.25, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_initializer = float(alpha_initializer)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="zeros")
+        self.alpha = self.add_weight(
+            name="alpha",
+            shape=(channels,),
+            initializer=tf.keras.initializers.Constant(self.alpha_initializer),
+        )
+        self.zeta = self.add_weight(name="zeta", shape=(channels,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        dtype = inputs.dtype
+        x = inputs - tf.cast(self.gamma, dtype)
+        x = tf.maximum(x, 0.0) + tf.cast(self.alpha, dtype) * tf.minimum(x, 0.0)
+        return x + tf.cast(self.zeta, dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha_initializer": self.alpha_initializer}
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class Subsample2D(tf.keras.layers.Layer):
+    """Keeps every ``stride``-th row and column, starting with the first.
+
+    A stride-1 'same' conv/pool followed by this layer equals PyTorch's stride-s layer with
+    symmetric padding k//2 (windows centred on 0, s, 2s, ...). TF's 'same' with stride 2 on an
+    even input pads only at the bottom/right (windows centred on 1, 3, ...), so weights trained
+    in PyTorch need this alignment to compute the same function.
+    """
+
+    def __init__(self, stride: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = int(stride)
+
+    def call(self, inputs):
+        return inputs[:, :: self.stride, :: self.stride, :]
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        for axis in (1, 2):
+            if shape[axis] is not None:
+                shape[axis] = -(-shape[axis] // self.stride)
+        return tf.TensorShape(shape)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}
+
+
+# Keyed by the registered names ("bireal_larq>RPReLU", ...) that saved models refer to.
+CUSTOM_OBJECTS = {
+    tf.keras.utils.get_registered_name(obj): obj
+    for obj in (leaky_clip, clip, LearnableBias, RPReLU, Subsample2D)
+}

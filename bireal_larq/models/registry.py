@@ -1,0 +1,137 @@
+"""Name -> model registry: ``create_model``, ``list_models``, ``register_model``.
+
+A registered entry is a function returning a :class:`BiRealConfig`; ``create_model`` applies
+the caller's overrides to that config and builds it with the one builder. Nothing in the
+package branches on model names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from bireal_larq.models.builder import build_model
+from bireal_larq.models.config import BiRealConfig, field_names, real_valued_twin
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    config_fn: Callable[[], BiRealConfig]
+    source: str  # where the architecture comes from (paper, seed trick, project)
+    description: str = ""
+    # Whether LCE fuses every binary conv; when False, ``lce_reason`` says why not.
+    lce_compatible: bool = True
+    lce_reason: str = ""
+
+    @property
+    def config(self) -> BiRealConfig:
+        return self.config_fn()
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    source: str,
+    description: str = "",
+    lce_compatible: bool = True,
+    lce_reason: str = "",
+):
+    """Decorator registering a function that returns the model's :class:`BiRealConfig`.
+
+    Raises:
+        ValueError: if ``name`` is already registered.
+    """
+
+    def decorator(fn: Callable[[], BiRealConfig]):
+        if name in _REGISTRY:
+            raise ValueError(f"Model {name!r} is already registered")
+        if not lce_compatible and not lce_reason:
+            raise ValueError(f"Model {name!r} is marked not LCE-compatible without a reason")
+        _REGISTRY[name] = ModelEntry(
+            name=name,
+            config_fn=fn,
+            source=source,
+            description=description or (fn.__doc__ or "").strip().split("\n")[0],
+            lce_compatible=lce_compatible,
+            lce_reason=lce_reason,
+        )
+        return fn
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Sorted names of every registered model."""
+    return sorted(_REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown model {name!r}; valid names: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def get_model_config(name: str, **overrides) -> BiRealConfig:
+    """The registered config of ``name`` with ``overrides`` applied (validated)."""
+    config = get_entry(name).config
+    unknown = sorted(set(overrides) - set(field_names()))
+    if unknown:
+        raise ValueError(
+            f"Unknown override(s) {unknown} for model {name!r}; valid config fields: "
+            f"{', '.join(field_names())}; valid build arguments: input_shape, input_tensor, "
+            "weights, include_top, num_classes, real_valued, twin_activation"
+        )
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def create_model(
+    name: str,
+    *,
+    input_shape=None,
+    input_tensor=None,
+    weights: str | None = None,
+    include_top: bool = True,
+    num_classes: int = 1000,
+    real_valued: bool = False,
+    twin_activation: str = "relu",
+    **overrides,
+) -> tf.keras.Model:
+    """Builds a registered model.
+
+    Args:
+        name: a name from :func:`list_models`.
+        input_shape, input_tensor, include_top, num_classes: as in Keras Applications.
+        weights: ``None`` (random initialisation) or a path to weights saved from this package
+            or larq-zoo (``.h5``), or a TF checkpoint prefix.
+        real_valued: build the real-valued twin (same layer names, no quantizers).
+        twin_activation: the twin's activation where each sign was ("relu", "leaky_clip",
+            "clip", "identity").
+        **overrides: fields of :class:`BiRealConfig` to change.
+
+    Raises:
+        ValueError: unknown name or field, or an invalid value (naming the valid ones).
+    """
+    config = get_model_config(name, **overrides)
+    if real_valued:
+        config = real_valued_twin(config, twin_activation)
+    model = build_model(
+        config,
+        input_shape=input_shape,
+        input_tensor=input_tensor,
+        include_top=include_top,
+        num_classes=num_classes,
+        name=name + ("_twin" if real_valued else ""),
+    )
+    model.bireal_config = config
+    if weights is not None:
+        from bireal_larq.models.weights import load_weights
+
+        load_weights(model, weights)
+    return model

@@ -1,0 +1,101 @@
+"""Loading weight files into zoo models and moving weights between a model and its twin."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import tensorflow as tf
+
+
+def _weight_layers(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
+    return [layer for layer in model.layers if layer.weights]
+
+
+def _h5_layer_names(path: str) -> list[str]:
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        names = group.attrs.get("layer_names", [])
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        # Only layers that stored weights take part in loading.
+        return [
+            n
+            for n in names
+            if len(group[n].attrs.get("weight_names", [])) > 0
+        ]
+
+
+def load_weights(model: tf.keras.Model, path: str) -> None:
+    """Loads ``path`` into ``model``, refusing anything that does not fit exactly.
+
+    ``.h5`` files saved from this package are matched by layer name; other ``.h5`` files (the
+    larq-zoo BiRealNet files, whose layers carry Keras' default names) are matched by the order
+    of their weight-carrying layers, which is the zoo's construction order. Any other path is
+    read as a TF checkpoint.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file does not fit the model (naming the layers that differ).
+    """
+    path = os.fspath(path)
+    if not path.endswith((".h5", ".hdf5")):
+        if not (os.path.exists(path) or os.path.exists(path + ".index")):
+            raise FileNotFoundError(f"Weights file {path!r} not found")
+        status = model.load_weights(path)
+        status.assert_existing_objects_matched()
+        return
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Weights file {path!r} not found")
+    file_names = _h5_layer_names(path)
+    model_names = [layer.name for layer in _weight_layers(model)]
+    if set(file_names) == set(model_names):
+        model.load_weights(path, by_name=True)
+        return
+    if len(file_names) != len(model_names):
+        missing = sorted(set(model_names) - set(file_names))[:10]
+        unexpected = sorted(set(file_names) - set(model_names))[:10]
+        raise ValueError(
+            f"{path} holds weights for {len(file_names)} layers but model {model.name!r} has "
+            f"{len(model_names)} layers with weights (missing e.g. {missing}; unexpected e.g. "
+            f"{unexpected}). Check the model name, include_top and num_classes."
+        )
+    try:
+        model.load_weights(path)
+    except ValueError as err:
+        raise ValueError(
+            f"{path} does not fit model {model.name!r} layer for layer: {err}"
+        ) from None
+
+
+def transfer_weights(source: tf.keras.Model, target: tf.keras.Model) -> list[str]:
+    """Copies weights layer by layer, by name, from ``source`` into ``target``.
+
+    Used between a binary model and its real-valued twin (same layer names). Every
+    weight-carrying layer of ``target`` must exist in ``source`` with the same shapes.
+
+    Returns:
+        The names of the layers copied.
+
+    Raises:
+        ValueError: naming the layers missing from ``source`` or whose shapes differ.
+    """
+    by_name = {layer.name: layer for layer in source.layers}
+    missing, mismatched, copied = [], [], []
+    for layer in _weight_layers(target):
+        src = by_name.get(layer.name)
+        if src is None:
+            missing.append(layer.name)
+            continue
+        values = src.get_weights()
+        shapes = [w.shape for w in values]
+        if shapes != [tuple(w.shape) for w in layer.weights]:
+            mismatched.append(f"{layer.name}: {shapes} vs {[tuple(w.shape) for w in layer.weights]}")
+            continue
+        layer.set_weights(values)
+        copied.append(layer.name)
+    if missing or mismatched:
+        raise ValueError(
+            f"Cannot transfer weights from {source.name!r} to {target.name!r}: "
+            f"missing layers {missing[:10]}; shape mismatches {mismatched[:10]}"
+        )
+    return copied

@@ -1,0 +1,110 @@
+"""The registered Bi-Real Nets: each is a name, a source and a few config overrides.
+
+Small-input versions (``*_small``: 3x3/1 stem without pooling, for 28-32 px inputs such as
+Fashion-MNIST and CIFAR) are registered from the same table.
+"""
+
+from __future__ import annotations
+
+from bireal_larq.models.config import BiRealConfig
+from bireal_larq.models.registry import register_model
+
+# name -> (source, overrides of BiRealConfig, description)
+_VARIANTS: dict[str, tuple[str, dict, str]] = {
+    "birealnet18": (
+        "Bi-Real Net ECCV 2018; layer-for-layer larq_zoo.literature.BiRealNet",
+        dict(depth=18),
+        "Bi-Real Net 18: one binary 3x3 conv per block, a shortcut around each",
+    ),
+    "birealnet34": (
+        "Bi-Real Net ECCV 2018, stage repeats [6, 8, 12, 6]",
+        dict(depth=34),
+        "Bi-Real Net 34",
+    ),
+    "birealnet50": (
+        "Bi-Real Net IJCV 2020; authors' pytorch_implementation/BiReal_50",
+        dict(depth=50),
+        "Bi-Real Net 50: bottleneck, every binary conv bypassed",
+    ),
+    "birealnet18_lce": (
+        "LCE recommendation: pad_values=1 (no border correction)",
+        dict(depth=18, pad_values=1.0),
+        "Bi-Real Net 18 with one-padding, the fastest layout for LCE",
+    ),
+    "birealnet34_lce": ("LCE recommendation: pad_values=1", dict(depth=34, pad_values=1.0), ""),
+    "birealnet50_lce": ("LCE recommendation: pad_values=1", dict(depth=50, pad_values=1.0), ""),
+    "birealnet18_prelu": (
+        "seed 002 trick 2 (PReLU after every shortcut add)",
+        dict(depth=18, activation="prelu"),
+        "Bi-Real Net 18 with PReLU after each add",
+    ),
+    "birealnet18_tricks": (
+        "seed 002 tricks 1, 2, 4: BN->sign->bconv->add->PReLU, downsampling v1",
+        dict(depth=18, layout="catalogue", activation="prelu", shortcut="v1"),
+        "the catalogue's recommended basic block",
+    ),
+    "birealnet50_tricks": (
+        "seed 002 trick 1: the catalogue's binary bottleneck with its real-valued branch",
+        dict(depth=50, layout="catalogue", activation="prelu", shortcut="v1"),
+        "the catalogue's bottleneck",
+    ),
+    "birealnet18_react": (
+        "ReActNet (ECCV 2020) RSign + RPReLU on the Bi-Real-18 backbone",
+        dict(depth=18, rsign=True, activation="rprelu"),
+        "learnable sign thresholds and RPReLU",
+    ),
+    "birealnet18_se": (
+        "seed 002 trick 13: channel attention from the real-valued input",
+        dict(depth=18, channel_attention=True),
+        "SE-gated binary convs",
+    ),
+    "birealnet18_wide": (
+        "seed 002 trick 15: double channels, grouped (4) binary 3x3 convs",
+        dict(depth=18, width_multiplier=2.0, groups=4),
+        "double width with the binary ops of the base model",
+    ),
+}
+
+# The authors' PyTorch models exactly: symmetric padding of strided layers, BN epsilon 1e-5
+# and PyTorch's default BN momentum 0.1 (Keras 0.9). Targets of converted PyTorch weights.
+for _depth in (18, 34, 50):
+    _VARIANTS[f"birealnet{_depth}_torch"] = (
+        "authors' PyTorch implementation (liuzechun/Bi-Real-net), numerics matched",
+        dict(depth=_depth, padding_alignment="torch", bn_epsilon=1e-5, bn_momentum=0.9),
+        f"Bi-Real Net {_depth} computing what the authors' PyTorch model computes",
+    )
+
+_SMALL = [
+    name
+    for name in _VARIANTS
+    if (name.startswith("birealnet18") or name in ("birealnet34", "birealnet50"))
+    and not name.endswith("_torch")
+]
+
+_LCE_INCOMPATIBLE: dict[str, str] = {}
+
+
+def _register(name: str, source: str, overrides: dict, description: str) -> None:
+    def config_fn(overrides=overrides) -> BiRealConfig:
+        return BiRealConfig(**overrides)
+
+    reason = _LCE_INCOMPATIBLE.get(name, "")
+    register_model(
+        name,
+        source=source,
+        description=description,
+        lce_compatible=not reason,
+        lce_reason=reason,
+    )(config_fn)
+
+
+for _name, (_source, _overrides, _description) in _VARIANTS.items():
+    _register(_name, _source, _overrides, _description)
+for _name in _SMALL:
+    _source, _overrides, _description = _VARIANTS[_name]
+    _register(
+        f"{_name}_small",
+        _source + "; small-input stem (3x3/1, no pool)",
+        {**_overrides, "stem": "small"},
+        (_description + ", " if _description else "") + "for 28-32 px inputs",
+    )
