@@ -1,0 +1,87 @@
+"""The on-disk contract of a run directory, shared by training, evaluation, export and deploy.
+
+A run directory ``DIR`` written by ``bireal_larq.train`` holds at least:
+
+* ``DIR/config.json``: the resolved run configuration. The keys read here are ``model``
+  (registry name), ``model_overrides`` (BiRealConfig fields), ``input_shape``,
+  ``num_classes`` and ``dataset``; training adds its own keys.
+* ``DIR/model.weights.h5``: the final float32 weights, loadable by
+  ``create_model(model, weights=...)`` (layers matched by name).
+
+Keeping the reading side here (the bottom floor) means export and evaluation rebuild models
+the same way, and never from a second description of the architecture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from bireal_larq.models import create_model
+
+RUN_CONFIG = "config.json"
+FINAL_WEIGHTS = "model.weights.h5"
+
+
+def read_run_config(run_dir: str) -> dict[str, Any]:
+    path = os.path.join(run_dir, RUN_CONFIG)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{run_dir!r} is not a run directory: {RUN_CONFIG} is missing (a run directory is "
+            "the --output_dir of bireal_larq.train)"
+        )
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    missing = [k for k in ("model", "input_shape", "num_classes") if k not in config]
+    if missing:
+        raise ValueError(f"{path} lacks the keys {missing}")
+    return config
+
+
+def write_run_config(run_dir: str, config: dict[str, Any]) -> str:
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, RUN_CONFIG)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)
+    return path
+
+
+def model_from_run(
+    run_dir: str, weights: str | None = None, dtype_policy: str = "float32"
+) -> tuple[tf.keras.Model, dict[str, Any]]:
+    """Rebuilds the model of a run (in float32 by default) with its final weights.
+
+    Args:
+        run_dir: the run directory.
+        weights: a weights file to load instead of ``DIR/model.weights.h5``.
+        dtype_policy: the Keras dtype policy to build under; export always uses float32,
+            also for runs trained with mixed precision.
+
+    Raises:
+        FileNotFoundError: the directory or its weights are missing.
+    """
+    config = read_run_config(run_dir)
+    weights = weights or os.path.join(run_dir, FINAL_WEIGHTS)
+    if not os.path.exists(weights):
+        raise FileNotFoundError(
+            f"No final weights in {run_dir!r} ({FINAL_WEIGHTS} missing): the run has not "
+            "finished; pass a checkpoint with --weights or finish training"
+        )
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(dtype_policy)
+    try:
+        model = create_model(
+            config["model"],
+            input_shape=tuple(config["input_shape"]),
+            num_classes=int(config["num_classes"]),
+            weights=weights,
+            **config.get("model_overrides", {}),
+        )
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
+    return model, config
