@@ -52,7 +52,8 @@ class BiRealConfig:
     stem: str = "imagenet"  # [BR] 7x7/2 conv+BN+max-pool; "small": 3x3/1 conv+BN for 28-32 px
     stem_order: str = "conv_bn_pool"  # [T#11] "conv_pool_bn": reordered pooling block
     stem_activation: str = "none"  # [BR] none; [T#11] writes Conv+Pool+BN+ReLU ("relu")
-    layout: str = "bireal"  # [BR] sign->bconv->BN->add; [T#1] "catalogue": BN->sign->bconv->add->act
+    layout: str = "bireal"  # [BR] sign->bconv->BN->add;
+    # [T#1] "catalogue": BN->sign->bconv->add->act
     double_skip: bool = True  # [BR]/[T#3] a shortcut around every binary conv; False: ResNet's
     # two convs per shortcut (the 2-layer-per-block baseline of the Bi-Real paper)
     shortcut: str = "bireal"  # [BR] AvgPool->1x1->BN (= [T#4] v2); [T#4] "v1" 1x1->BN->AvgPool,

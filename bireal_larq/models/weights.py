@@ -88,8 +88,9 @@ def transfer_weights(source: tf.keras.Model, target: tf.keras.Model) -> list[str
             continue
         values = src.get_weights()
         shapes = [w.shape for w in values]
-        if shapes != [tuple(w.shape) for w in layer.weights]:
-            mismatched.append(f"{layer.name}: {shapes} vs {[tuple(w.shape) for w in layer.weights]}")
+        expected = [tuple(w.shape) for w in layer.weights]
+        if shapes != expected:
+            mismatched.append(f"{layer.name}: {shapes} vs {expected}")
             continue
         layer.set_weights(values)
         copied.append(layer.name)

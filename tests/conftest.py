@@ -1,0 +1,20 @@
+"""Shared test set-up: quiet TensorFlow, deterministic seeds, tidy Keras state."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests that prepare TFDS data share one copy (the Makefile exports the same default).
+os.environ.setdefault(
+    "TFDS_DATA_DIR",
+    os.path.join(os.path.dirname(os.path.dirname(__file__)), ".cache", "tensorflow_datasets"),
+)
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(0)
+    yield
