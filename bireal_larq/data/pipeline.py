@@ -1,0 +1,415 @@
+"""The one input pipeline: ``get_dataset`` and the per-example train / eval preprocessing.
+
+Op order of a training example (fixed; every random op draws from a per-example seed):
+
+  1. decode (+ the RandomResizedCrop window, fused into the JPEG decoder) or source tensor
+  2. crop / resize to the model input
+  3. horizontal flip            4. rotation          5. AutoAugment (uint8)
+  6. -> float32 [0, 1]           7. colour jitter     8. PCA lighting
+  9. mean / std normalisation   10. one-hot label
+ then per batch: 11. mixup / cutmix (soft labels).
+
+Evaluation: decode -> resize the shorter side to image_size * r -> centre crop -> normalise.
+That same :func:`eval_preprocess` is what export verification and the inference API call.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import tensorflow as tf
+
+from bireal_larq.data import preprocessing as P
+from bireal_larq.data.autoaugment import autoaugment
+from bireal_larq.data.config import AugmentConfig, default_augment
+from bireal_larq.data.info import (
+    DatasetInfo,
+    check_name,
+    dataset_info,
+    imagefolder_classes,
+    imagefolder_files,
+)
+from bireal_larq.data.mixing import mix_batch
+from bireal_larq.data.sources import (
+    SkipReport,
+    decode_robustly,
+    prepare,
+    synthetic_examples,
+    tfds_split_shards,
+)
+
+# Decoded TFDS records held by the training shuffle buffer (ImageNet: encoded JPEGs, ~110 kB).
+_SHUFFLE_BUFFER = {"imagenet2012": 4096}
+_DEFAULT_SHUFFLE_BUFFER = 10_000
+
+
+def _info_of(info_or_name: DatasetInfo | str, **kwargs: Any) -> DatasetInfo:
+    if isinstance(info_or_name, DatasetInfo):
+        return info_or_name
+    return dataset_info(info_or_name, **kwargs)
+
+
+def _match_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    have = image.shape[-1]
+    if have is None or have == channels:
+        return image
+    if have == 4:  # RGBA / CMYK already converted: drop the alpha channel
+        image, have = image[..., :3], 3
+    if have == 1 and channels == 3:
+        return tf.image.grayscale_to_rgb(image)
+    if have == 3 and channels == 1:
+        return tf.cast(tf.round(P.grayscale(tf.cast(image, tf.float32))), image.dtype)
+    if have != channels:
+        raise ValueError(f"Cannot convert a {have}-channel image to {channels} channels")
+    return image
+
+
+def eval_resize_size(image_size: int, ratio: float) -> int:
+    """Shorter side before the centre crop: int(image_size * ratio) (torchvision's rounding)."""
+    return int(math.floor(image_size * ratio + 1e-6))
+
+
+def eval_preprocess(
+    image: tf.Tensor,
+    info_or_name: DatasetInfo | str,
+    *,
+    image_size: int | tuple[int, int] | None = None,
+    resize_ratio: float | None = None,
+    data_dir: str | None = None,
+    **source_kwargs: Any,
+) -> tf.Tensor:
+    """Raw decoded image(s) -> model input, exactly as ``get_dataset(training=False)`` does.
+
+    Args:
+        image: uint8 (H, W, C) or a batch (N, H, W, C) of same-sized images.
+        info_or_name: a :class:`DatasetInfo` or a dataset name.
+        image_size: model input (height, width) or one int; default the dataset's.
+        resize_ratio: photos: shorter side -> image_size * r before the centre crop
+            ([BR] 256/224; [T#18] 1.15 or 1.35). Default 256/224.
+        data_dir, source_kwargs: passed to :func:`dataset_info` when given a name.
+
+    Returns:
+        float32 (..., height, width, C), normalised with the dataset's mean / std.
+    """
+    info = _info_of(info_or_name, data_dir=data_dir, **source_kwargs).with_image_size(image_size)
+    image = tf.convert_to_tensor(image)
+    if image.shape.rank not in (3, 4):
+        raise ValueError(f"eval_preprocess expects (H, W, C) or (N, H, W, C), got {image.shape}")
+    height, width, channels = info.image_shape
+    image = _match_channels(image, channels)
+    if info.resize_eval:
+        ratio = AugmentConfig().eval_resize_ratio if resize_ratio is None else resize_ratio
+        if ratio < 1:
+            raise ValueError(f"resize_ratio={ratio} is invalid; valid: >= 1")
+        image = P.resize_shorter_side(image, eval_resize_size(min(height, width), ratio), True)
+        image = P.center_crop(image, (height, width))
+    else:
+        shape = tf.shape(image)
+        image = tf.cond(
+            tf.logical_and(shape[-3] == height, shape[-2] == width),
+            lambda: tf.cast(image, tf.float32),
+            lambda: P.resize(image, (height, width), antialias=True),
+        )
+    image = P.normalize(P.to_unit_range(image), info.mean, info.std)
+    image.set_shape(image.shape[:-3].concatenate([height, width, channels]))
+    return image
+
+
+def _check_augment(augment: AugmentConfig, info: DatasetInfo) -> None:
+    if info.channels != 3:
+        needs_rgb = [
+            f
+            for f, on in (
+                ("autoaugment", augment.autoaugment != "none"),
+                ("brightness/contrast/saturation/hue", augment.color_jitter),
+                ("lighting_alphastd", augment.lighting_alphastd > 0),
+            )
+            if on
+        ]
+        if needs_rgb:
+            raise ValueError(
+                f"AugmentConfig {needs_rgb} need RGB images, but {info.name} has "
+                f"{info.channels} channel(s); valid: turn them off (e.g. preset('fashion_mnist'))"
+            )
+
+
+def train_preprocess(
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    info: DatasetInfo,
+    augment: AugmentConfig,
+    cropped: bool = False,
+) -> tf.Tensor:
+    """One training example: pixel image -> augmented, normalised float32 model input.
+
+    Args:
+        image: (H, W, C) in [0, 255] (uint8 or float32).
+        seed: stateless seed, shape [2].
+        info: the dataset (model input shape, mean / std).
+        augment: the recipe.
+        cropped: ``image`` is already the RandomResizedCrop window (fused decode).
+    """
+    height, width, channels = info.image_shape
+    s = P.split_seed(seed, 7)
+    image = _match_channels(image, channels)
+    # 2. crop / resize
+    if augment.crop == "random_resized":
+        if not cropped:
+            image = P.random_resized_crop(
+                image, s[0], augment.area_range, augment.aspect_ratio_range
+            )
+        image = P.resize(image, (height, width), augment.antialias)
+    elif augment.crop == "resize_random_crop":
+        shorter = eval_resize_size(min(height, width), augment.train_resize_ratio)
+        image = P.resize_shorter_side(image, shorter, augment.antialias)
+        image = P.random_crop(image, s[0], (height, width))
+    else:
+        shape = tf.shape(image)
+        same = tf.logical_and(shape[0] == height, shape[1] == width)
+        image = tf.cond(
+            same,
+            lambda: tf.cast(image, tf.float32),
+            lambda: P.resize(image, (height, width), augment.antialias),
+        )
+        if augment.crop == "pad_random_crop":
+            image = P.pad_random_crop(image, s[0], augment.pad)
+    image.set_shape([height, width, channels])
+    # 3-4. flip, rotation
+    if augment.flip:
+        image = P.random_flip(image, s[1])
+    if augment.rotation_degrees > 0:
+        image = P.random_rotation(image, s[2], augment.rotation_degrees)
+    # 5. AutoAugment works on uint8 pixels, as the PIL implementation it follows
+    if augment.autoaugment == "cifar10":
+        pixels = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+        image = autoaugment(pixels, s[3])
+    # 6-9. photometric
+    image = P.to_unit_range(image)
+    if augment.color_jitter:
+        image = P.color_jitter(
+            image, s[4], augment.brightness, augment.contrast, augment.saturation, augment.hue
+        )
+    if augment.lighting_alphastd > 0:
+        image = P.lighting(image, s[5], augment.lighting_alphastd)
+    image = P.normalize(image, info.mean, info.std)
+    image.set_shape([height, width, channels])
+    return image
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def _seed_stream(seed: int | None, salt: int) -> tf.data.Dataset:
+    """Endless int64 [2] seeds; a fixed ``seed`` gives the same stream in every fresh run."""
+    base = None if seed is None else int(seed) * 1_000_003 + salt
+    return tf.data.Dataset.random(seed=base, rerandomize_each_iteration=True).batch(2)
+
+
+def _validate_args(name, split, batch_size, augment, max_skip_fraction) -> None:
+    check_name(name)
+    if split not in ("train", "test"):
+        raise ValueError(
+            f"split={split!r} is invalid; valid: 'train' or 'test' ('test' is the evaluation "
+            "split: ImageNet / imagefolder validation)"
+        )
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is invalid; valid: an int >= 1 (global)")
+    if augment is not None and not isinstance(augment, AugmentConfig):
+        raise ValueError(
+            f"augment={augment!r} is invalid; valid: None or a bireal_larq.data.AugmentConfig"
+        )
+    if not 0.0 <= max_skip_fraction <= 1.0:
+        raise ValueError(f"max_skip_fraction={max_skip_fraction} is invalid; valid: [0, 1]")
+
+
+def get_dataset(
+    name: str,
+    split: str,
+    *,
+    batch_size: int,
+    training: bool,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    seed: int | None = None,
+    augment: AugmentConfig | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    num_classes: int | None = None,
+    skip_corrupt: bool = False,
+    max_skip_fraction: float = 0.01,
+    **source_kwargs: Any,
+) -> tuple[tf.data.Dataset, int]:
+    """A batched, prefetched dataset of (image, one-hot label) and the split's example count.
+
+    Training datasets are shuffled, batched with ``drop_remainder=True`` and not repeated (one
+    pass is one epoch); evaluation datasets keep their order and the last partial batch.
+
+    Args:
+        name: "imagenet2012", "imagefolder", "cifar10", "cifar100", "fashion_mnist" or
+            "synthetic".
+        split: "train" or "test" (the evaluation split: ImageNet / imagefolder validation).
+        batch_size: the GLOBAL batch size; with ``input_context`` each replica gets its share.
+        training: apply training augmentation, shuffle, drop the remainder.
+        data_dir: TFDS data dir (default $TFDS_DATA_DIR, else TFDS's); for imagefolder the
+            directory holding train/ and val/.
+        manual_dir: TFDS manual dir (ImageNet tars; Fashion-MNIST .gz files).
+        seed: makes shuffling and augmentation reproducible (same seed, same batches).
+        augment: the recipe; None: the dataset's default (see ``config.DEFAULT_PRESETS``) when
+            training, else evaluation preprocessing only. Its ``eval_resize_ratio`` is also
+            used when ``training=False``.
+        input_context: from ``strategy.distribute_datasets_from_function``: the pipeline reads
+            its shard only and batches per replica.
+        image_size: model input (height, width) or one int; default the dataset's.
+        num_classes: synthetic: the class count; others: must equal the dataset's.
+        skip_corrupt: skip unreadable images (counted, reported at the end of each pass)
+            instead of failing on the first one.
+        max_skip_fraction: with ``skip_corrupt``, fail once more than this fraction of the
+            images of a pass was unreadable.
+        **source_kwargs: synthetic: ``image_shape``, ``num_examples``; all: ``shuffle_buffer``.
+
+    Returns:
+        (dataset, number of examples in the split).
+
+    Raises:
+        ValueError: invalid arguments (the message names the valid values).
+        FileNotFoundError: missing data (the message says which files go where).
+    """
+    _validate_args(name, split, batch_size, augment, max_skip_fraction)
+    shuffle_buffer = source_kwargs.pop("shuffle_buffer", None)
+    if name == "synthetic":
+        source_kwargs.setdefault("num_classes", num_classes)
+        if image_size is not None and "image_shape" not in source_kwargs:
+            h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+            source_kwargs["image_shape"] = (h, w, 3)
+    elif source_kwargs:
+        raise ValueError(
+            f"Unknown option(s) {sorted(source_kwargs)} for {name!r}; valid: shuffle_buffer"
+        )
+    info = dataset_info(name, data_dir=data_dir, **source_kwargs).with_image_size(image_size)
+    if num_classes is not None and num_classes != info.num_classes:
+        raise ValueError(
+            f"num_classes={num_classes} does not match {name}, which has {info.num_classes} "
+            "classes; valid: None or that number"
+        )
+    if training:
+        augment = augment or default_augment(name)
+        _check_augment(augment, info)
+    eval_ratio = (augment or AugmentConfig()).eval_resize_ratio
+
+    num_pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    per_replica = (
+        input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
+    )
+    # Each input pipeline draws different random numbers from the same run seed.
+    salt = 7 * pipeline_id
+    source_split = info.source_split(split)
+
+    # 1. source -> (name, payload, label) for encoded images, else (image, label)
+    encoded = name in ("imagenet2012", "imagefolder")
+    if name == "imagefolder":
+        paths, labels = imagefolder_files(data_dir, split, list(imagefolder_classes(data_dir)))
+        count = len(paths)
+        ds = tf.data.Dataset.from_tensor_slices((paths, paths, labels))
+        if num_pipelines > 1:
+            ds = ds.shard(num_pipelines, pipeline_id)
+        shard_count = len(range(pipeline_id, count, num_pipelines))
+        buffer = shard_count  # file names are small: shuffle them all
+    elif name == "synthetic":
+        count = info.num_examples.get(split, 0)
+        split_seed = 0 if split == "train" else 1
+        ds = synthetic_examples(count, info.image_shape, info.num_classes, split_seed)
+        if num_pipelines > 1:
+            ds = ds.shard(num_pipelines, pipeline_id)
+        shard_count = len(range(pipeline_id, count, num_pipelines))
+        buffer = min(shard_count, _DEFAULT_SHUFFLE_BUFFER)
+    else:
+        ds, count, shard_count = _tfds_source(
+            name, source_split, data_dir, manual_dir, training, seed, input_context, encoded
+        )
+        buffer = min(shard_count, _SHUFFLE_BUFFER.get(name, _DEFAULT_SHUFFLE_BUFFER))
+    buffer = max(1, shuffle_buffer or buffer)
+
+    if training:
+        shuffle_seed = None if seed is None else int(seed) * 1_000_003 + salt + 1
+        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = tf.data.Dataset.zip((ds, _seed_stream(seed, salt + 2)))
+    ds = ds.map(lambda example, s: (*example, s))
+
+    if encoded:
+        channels = info.channels
+        fused_crop = training and augment.crop == "random_resized"
+
+        def decode(payload, s):
+            data = tf.io.read_file(payload) if name == "imagefolder" else payload
+            if fused_crop:
+                crop_seed = P.split_seed(s, 7)[0]
+                return P.decode_random_crop(
+                    data, crop_seed, augment.area_range, augment.aspect_ratio_range, channels
+                )
+            return P.decode_image(data, channels)
+
+        report = SkipReport(shard_count, skip_corrupt, max_skip_fraction, channels)
+        ds = decode_robustly(ds, decode, report, is_path=name == "imagefolder")
+    else:
+        fused_crop = False
+
+    def finish_example(image, label, s):
+        if training:
+            image = train_preprocess(image, s, info, augment, cropped=fused_crop)
+        else:
+            image = eval_preprocess(image, info, resize_ratio=eval_ratio)
+        return image, tf.one_hot(tf.cast(label, tf.int32), info.num_classes, dtype=tf.float32)
+
+    ds = ds.map(finish_example, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(per_replica, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augment.mixes_batches:
+        ds = tf.data.Dataset.zip((ds, _seed_stream(seed, salt + 3)))
+        ds = ds.map(
+            lambda batch, s: mix_batch(
+                batch[0],
+                batch[1],
+                s,
+                augment.mixup_alpha,
+                augment.cutmix_alpha,
+                augment.cutmix_prob,
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    if encoded:
+        ds.skip_report = report  # the unreadable files of the last finished pass
+    return ds, count
+
+
+def _tfds_source(name, split, data_dir, manual_dir, training, seed, input_context, encoded):
+    """TFDS split -> (name, payload, label) or (image, label), sharded; counts."""
+    import tensorflow_datasets as tfds
+
+    builder = prepare(name, data_dir=data_dir, manual_dir=manual_dir)
+    num_pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    # File-level sharding needs at least one file per pipeline; else shard by element.
+    by_file = num_pipelines > 1 and tfds_split_shards(builder, split) >= num_pipelines
+    read_config = tfds.ReadConfig(
+        input_context=input_context if by_file else None,
+        shuffle_seed=seed,
+        try_autocache=False,
+    )
+    decoders = {"image": tfds.decode.SkipDecoding()} if encoded else None
+    ds = builder.as_dataset(
+        split=split, shuffle_files=training, decoders=decoders, read_config=read_config
+    )
+    try:
+        count = int(builder.info.splits[split].num_examples)
+    except Exception:  # noqa: BLE001 - mocked builders have no split metadata
+        count = int(ds.cardinality())
+    if num_pipelines > 1 and not by_file:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    shard_count = max(1, count // num_pipelines)
+    if encoded:
+        ds = ds.map(lambda ex: (ex["file_name"], ex["image"], ex["label"]))
+    else:
+        ds = ds.map(lambda ex: (ex["image"], ex["label"]))
+    return ds, count, shard_count

@@ -1,0 +1,266 @@
+"""Pure preprocessing ops on image tensors.
+
+Every random op takes an explicit ``seed``: an int32/int64 tensor of shape [2] for the
+``tf.random.stateless_*`` family. The pipeline derives one such seed per example from the run
+seed, which makes the output independent of thread scheduling (deterministic given the seed).
+
+Geometric ops keep the pixel scale [0, 255] (uint8 or float32); photometric ops work on float32
+images in [0, 1]. Sources are cited as in :mod:`bireal_larq.data.config`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+# [T#9]/[FB] ImageNet PCA of RGB pixels in [0, 1]: eigen values and eigen vectors (rows).
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+_GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, what PIL's convert("L") uses
+
+
+def split_seed(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
+    """``num`` independent stateless seeds derived from one."""
+    return tf.unstack(tf.random.experimental.stateless_split(seed, num))
+
+
+# ------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_image(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:
+    """Decodes JPEG (RGB, grayscale or CMYK), PNG, GIF or BMP bytes to uint8 (H, W, channels)."""
+    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    image.set_shape([None, None, channels])
+    return image
+
+
+def _sample_crop_window(
+    shape: tf.Tensor,
+    seed: tf.Tensor,
+    area_range: Sequence[float],
+    aspect_ratio_range: Sequence[float],
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Offset and size (y, x) of a random crop with the given area fraction and aspect ratio."""
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        image_size=shape,
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=seed,
+        min_object_covered=0.0,  # the whole-image box; area_range alone bounds the crop
+        aspect_ratio_range=list(aspect_ratio_range),
+        area_range=list(area_range),
+        max_attempts=10,  # torchvision's RandomResizedCrop also tries 10 times
+        use_image_if_no_bounding_boxes=True,
+    )
+    return begin[:2], size[:2]
+
+
+def decode_random_crop(
+    encoded: tf.Tensor,
+    seed: tf.Tensor,
+    area_range: Sequence[float] = (0.08, 1.0),
+    aspect_ratio_range: Sequence[float] = (3 / 4, 4 / 3),
+    channels: int = 3,
+) -> tf.Tensor:
+    """The crop of RandomResizedCrop, decoded without decoding the rest of the image.
+
+    JPEGs go through ``decode_and_crop_jpeg``, which decodes only the crop window; other
+    formats (a PNG saved as .JPEG exists in ImageNet) are fully decoded, then cropped.
+
+    Returns:
+        uint8 (h, w, channels): the crop, not yet resized.
+    """
+
+    def fused():
+        shape = tf.image.extract_jpeg_shape(encoded)
+        begin, size = _sample_crop_window(shape, seed, area_range, aspect_ratio_range)
+        window = tf.concat([begin, size], axis=0)
+        return tf.image.decode_and_crop_jpeg(encoded, window, channels=channels)
+
+    def fallback():
+        image = decode_image(encoded, channels)
+        begin, size = _sample_crop_window(tf.shape(image), seed, area_range, aspect_ratio_range)
+        return tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([size, [channels]], 0))
+
+    image = tf.cond(tf.io.is_jpeg(encoded), fused, fallback)
+    image.set_shape([None, None, channels])
+    return image
+
+
+def random_resized_crop(
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    area_range: Sequence[float] = (0.08, 1.0),
+    aspect_ratio_range: Sequence[float] = (3 / 4, 4 / 3),
+) -> tf.Tensor:
+    """The window of RandomResizedCrop on an already decoded image (not yet resized)."""
+    begin, size = _sample_crop_window(tf.shape(image), seed, area_range, aspect_ratio_range)
+    return tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([size, [-1]], 0))
+
+
+# ------------------------------------------------------------------------------------------
+# Geometry (pixel scale)
+
+
+def resize(image: tf.Tensor, size: Sequence[int], antialias: bool = False) -> tf.Tensor:
+    """Bilinear resize to (height, width); float32 in the input's pixel scale."""
+    return tf.image.resize(image, size, method="bilinear", antialias=antialias)
+
+
+def resize_shorter_side(image: tf.Tensor, shorter: int, antialias: bool = True) -> tf.Tensor:
+    """Resizes so that the shorter side is ``shorter`` pixels, keeping the aspect ratio.
+
+    Like torchvision's ``Resize(int)``: the longer side is ``int(shorter * long / short)``.
+    """
+    shape = tf.shape(image)
+    h, w = shape[-3], shape[-2]
+    short = tf.minimum(h, w)
+    scale = tf.cast(shorter, tf.float64) / tf.cast(short, tf.float64)
+    new_h = tf.where(h == short, shorter, tf.cast(tf.cast(h, tf.float64) * scale, tf.int32))
+    new_w = tf.where(w == short, shorter, tf.cast(tf.cast(w, tf.float64) * scale, tf.int32))
+    return resize(image, tf.stack([new_h, new_w]), antialias=antialias)
+
+
+def center_crop(image: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
+    """The central (height, width) window (rounded like torchvision's CenterCrop)."""
+    shape = tf.shape(image)
+    top = tf.cast(tf.round(tf.cast(shape[-3] - size[0], tf.float32) / 2.0), tf.int32)
+    left = tf.cast(tf.round(tf.cast(shape[-2] - size[1], tf.float32) / 2.0), tf.int32)
+    return image[..., top : top + size[0], left : left + size[1], :]
+
+
+def random_crop(image: tf.Tensor, seed: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
+    """A uniformly placed (height, width) window."""
+    channels = image.shape[-1] or tf.shape(image)[-1]
+    return tf.image.stateless_random_crop(image, [size[0], size[1], channels], seed=seed)
+
+
+def pad_random_crop(image: tf.Tensor, seed: tf.Tensor, pad: int) -> tf.Tensor:
+    """Zero-pads ``pad`` pixels on every side, then crops the original size back at random."""
+    if pad == 0:
+        return image
+    shape = tf.shape(image)
+    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+    return tf.image.stateless_random_crop(padded, shape, seed=seed)
+
+
+def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Left-right flip with probability 1/2."""
+    return tf.image.stateless_random_flip_left_right(image, seed=seed)
+
+
+def affine_transform(
+    image: tf.Tensor,
+    matrix: tf.Tensor,
+    fill_value: float = 0.0,
+    interpolation: str = "BILINEAR",
+) -> tf.Tensor:
+    """Applies the 8-parameter projective map (output -> input coordinates) to one image."""
+    shape = tf.shape(image)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[tf.newaxis],
+        transforms=tf.reshape(tf.cast(matrix, tf.float32), [1, 8]),
+        output_shape=shape[:2],
+        fill_value=tf.cast(fill_value, tf.float32),
+        interpolation=interpolation,
+        fill_mode="CONSTANT",
+    )
+    return out[0]
+
+
+def rotation_matrix(angle: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """Map of a rotation by ``angle`` radians (counter-clockwise) about the image centre."""
+    cy = (tf.cast(height, tf.float32) - 1.0) / 2.0
+    cx = (tf.cast(width, tf.float32) - 1.0) / 2.0
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    # input = R^-1 (output - c) + c
+    return tf.stack(
+        [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0]
+    )
+
+
+def random_rotation(
+    image: tf.Tensor, seed: tf.Tensor, max_degrees: float, fill_value: float = 0.0
+) -> tf.Tensor:
+    """Rotation by a uniform angle in [-max_degrees, max_degrees]; corners are filled."""
+    if max_degrees == 0:
+        return image
+    limit = max_degrees * math.pi / 180.0
+    angle = tf.random.stateless_uniform([], seed, -limit, limit)
+    shape = tf.shape(image)
+    out = affine_transform(image, rotation_matrix(angle, shape[0], shape[1]), fill_value)
+    out.set_shape(image.shape)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Photometric ([0, 1] float32)
+
+
+def to_unit_range(image: tf.Tensor) -> tf.Tensor:
+    """Pixel scale [0, 255] (any dtype) -> float32 [0, 1]."""
+    return tf.cast(image, tf.float32) / 255.0
+
+
+def grayscale(image: tf.Tensor) -> tf.Tensor:
+    """Luma of an RGB image, keeping a channel axis of 1."""
+    return tf.tensordot(image, tf.constant(_GRAY_WEIGHTS, image.dtype), [[-1], [0]])[..., None]
+
+
+def color_jitter(
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.4,
+    hue: float = 0.1,
+) -> tf.Tensor:
+    """torchvision's ColorJitter semantics in a fixed order (brightness, contrast, saturation,
+    hue): factors are uniform in [1-s, 1+s], the hue shift in [-hue, hue] of the circle."""
+    seeds = split_seed(seed, 4)
+
+    def factor(s, strength):
+        return tf.random.stateless_uniform([], s, 1.0 - strength, 1.0 + strength)
+
+    if brightness > 0:
+        image = tf.clip_by_value(image * factor(seeds[0], brightness), 0.0, 1.0)
+    if contrast > 0:
+        mean = tf.reduce_mean(grayscale(image))
+        image = tf.clip_by_value(mean + (image - mean) * factor(seeds[1], contrast), 0.0, 1.0)
+    if saturation > 0:
+        gray = grayscale(image)
+        image = tf.clip_by_value(gray + (image - gray) * factor(seeds[2], saturation), 0.0, 1.0)
+    if hue > 0:
+        image = tf.image.adjust_hue(image, tf.random.stateless_uniform([], seeds[3], -hue, hue))
+    return image
+
+
+def lighting(
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    alphastd: float = 0.1,
+    eigval: Sequence[float] = IMAGENET_EIGVAL,
+    eigvec: Sequence[Sequence[float]] = IMAGENET_EIGVEC,
+) -> tf.Tensor:
+    """AlexNet-style PCA lighting noise: adds eigvec @ (alpha * eigval), alpha ~ N(0, alphastd).
+
+    Applied to [0, 1] images, the scale of the eigen values ([FB]); not clipped, as there.
+    """
+    if alphastd == 0:
+        return image
+    alpha = tf.random.stateless_normal([3], seed, stddev=alphastd)
+    rgb = tf.linalg.matvec(tf.constant(eigvec, tf.float32), alpha * tf.constant(eigval))
+    return image + rgb
+
+
+def normalize(image: tf.Tensor, mean: Sequence[float], std: Sequence[float]) -> tf.Tensor:
+    """(image - mean) / std per channel, for [0, 1] float images."""
+    mean = tf.constant(mean, tf.float32)
+    inv_std = 1.0 / tf.constant(std, tf.float32)
+    return (image - mean) * inv_std

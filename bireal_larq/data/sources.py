@@ -1,0 +1,331 @@
+"""Where examples come from: TFDS preparation (offline, locked), image files, synthetic data.
+
+Also the robust decoding of image files: real ImageNet holds truncated JPEGs, a PNG named .JPEG,
+CMYK and grayscale JPEGs. The readable ones decode to the dataset's channel count; an unreadable
+one either stops the run with an error naming it, or is skipped, counted and reported.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from typing import Any
+
+import tensorflow as tf
+
+from bireal_larq.data.info import TFDS_DATASETS, default_data_dir
+
+log = logging.getLogger(__name__)
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+IMAGENET_FILES = {
+    "ILSVRC2012_img_train.tar": "the training images: one nXXXXXXXX.tar of JPEGs per class",
+    "ILSVRC2012_img_val.tar": "the 50,000 validation JPEGs ILSVRC2012_val_XXXXXXXX.JPEG",
+}
+
+
+class CorruptImageError(ValueError):
+    """An image file (or record) that cannot be decoded."""
+
+
+# ------------------------------------------------------------------------------------------
+# TFDS
+
+
+def _tfds():
+    import tensorflow_datasets as tfds
+
+    return tfds
+
+
+def tfds_root(data_dir: str | None = None) -> str:
+    """The TFDS data dir actually used: ``data_dir``, $TFDS_DATA_DIR, or TFDS's default."""
+    resolved = default_data_dir(data_dir)
+    if resolved:
+        return os.path.expanduser(resolved)
+    from tensorflow_datasets.core import constants
+
+    return os.path.expanduser(str(constants.DATA_DIR))
+
+
+@contextmanager
+def _file_lock(path: str):
+    """An exclusive ``fcntl.flock`` on ``path``, so concurrent processes prepare one at a time."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _manual_dir(name: str, manual_dir: str | None, root: str) -> str | None:
+    """The checked manual dir of a dataset, or an error saying exactly which files go where."""
+    if name == "imagenet2012":
+        manual_dir = manual_dir or os.path.join(root, "downloads", "manual")
+        missing = [f for f in IMAGENET_FILES if not os.path.isfile(os.path.join(manual_dir, f))]
+        if missing:
+            lines = "\n".join(
+                f"  {os.path.join(manual_dir, f)}: {what}" + ("  [MISSING]" if f in missing else "")
+                for f, what in IMAGENET_FILES.items()
+            )
+            raise FileNotFoundError(
+                f"ImageNet 2012 is not prepared in {root} and the manual dir lacks "
+                f"{' and '.join(missing)}. Put both archives (from https://image-net.org) here "
+                f"(or pass --manual_dir=DIR holding them):\n{lines}"
+            )
+        return manual_dir
+    if name == "fashion_mnist":
+        explicit = manual_dir is not None
+        manual_dir = manual_dir or FASHION_MNIST_DIR
+        missing = [
+            f for f in FASHION_MNIST_FILES if not os.path.isfile(os.path.join(manual_dir, f))
+        ]
+        if missing:
+            hint = (
+                ""
+                if explicit
+                else " Debian's package dataset-fashion-mnist provides them: run "
+                "`apt-get install dataset-fashion-mnist` as root."
+            )
+            raise FileNotFoundError(
+                f"Fashion-MNIST is not prepared in {root} and {manual_dir} lacks "
+                f"{', '.join(missing)} (needed: {', '.join(FASHION_MNIST_FILES)}).{hint}"
+            )
+        return manual_dir
+    return manual_dir  # cifar: None lets TFDS download (needs the internet)
+
+
+def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = None):
+    """Prepares a TFDS dataset offline from its manual dir; a no-op when already prepared.
+
+    Safe to call from concurrent processes (pytest-xdist workers, several trainings): the
+    preparation holds an exclusive file lock in the data dir.
+
+    Args:
+        name: one of "imagenet2012", "cifar10", "cifar100", "fashion_mnist".
+        data_dir: TFDS data dir; default $TFDS_DATA_DIR, else TFDS's default.
+        manual_dir: the directory holding the downloaded files. ImageNet: default
+            DATA_DIR/downloads/manual, holding ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar;
+            Fashion-MNIST: default /usr/share/datasets/fashion-mnist (Debian's
+            dataset-fashion-mnist).
+
+    Returns:
+        The prepared ``tfds.core.DatasetBuilder``.
+
+    Raises:
+        ValueError: not a TFDS dataset of this project.
+        FileNotFoundError: the manual files are missing (the message lists them).
+    """
+    if name not in TFDS_DATASETS:
+        raise ValueError(f"{name!r} is not prepared through TFDS; valid: {list(TFDS_DATASETS)}")
+    tfds = _tfds()
+    root = tfds_root(data_dir)
+    builder = tfds.builder(name, data_dir=root)
+    if builder.is_prepared():
+        return builder
+    with _file_lock(os.path.join(root, f".{name}.prepare.lock")):
+        builder = tfds.builder(name, data_dir=root)  # another process may have finished it
+        if builder.is_prepared():
+            return builder
+        manual = _manual_dir(name, manual_dir, root)
+        log.info("Preparing %s in %s from %s", name, root, manual or "the internet")
+        config = tfds.download.DownloadConfig(manual_dir=manual) if manual else None
+        builder.download_and_prepare(download_config=config)
+    return builder
+
+
+def prepare_fashion_mnist(data_dir: str | None = None, manual_dir: str | None = None):
+    """:func:`prepare` for Fashion-MNIST (the offline default of the demo and the tests)."""
+    return prepare("fashion_mnist", data_dir=data_dir, manual_dir=manual_dir)
+
+
+def fashion_mnist_available(manual_dir: str = FASHION_MNIST_DIR) -> bool:
+    """True when Debian's Fashion-MNIST files are installed."""
+    return all(os.path.isfile(os.path.join(manual_dir, f)) for f in FASHION_MNIST_FILES)
+
+
+# ------------------------------------------------------------------------------------------
+# Image files
+
+
+def _decode_reason(data: bytes, channels: int) -> str | None:
+    """None when ``data`` decodes, else the decoder's complaint."""
+    if not data:
+        return "the file is empty"
+    try:
+        tf.io.decode_image(data, channels=channels, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+        return e.message.splitlines()[0] if e.message else type(e).__name__
+    return None
+
+
+def load_image(path: str, channels: int = 3) -> tf.Tensor:
+    """Decodes an image file robustly to uint8 (H, W, channels).
+
+    Reads JPEG (RGB, grayscale or CMYK), PNG (also when named .JPEG), GIF and BMP.
+
+    Args:
+        path: local or ``tf.io.gfile`` path.
+        channels: 3 for RGB, 1 for grayscale.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CorruptImageError: the file is truncated, corrupt or not an image (message names it).
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels={channels!r} is invalid; valid: 1 or 3")
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"Image file not found: {path}")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    reason = _decode_reason(data, channels)
+    if reason:
+        raise CorruptImageError(f"Cannot decode image {path}: {reason}")
+    return tf.io.decode_image(data, channels=channels, expand_animations=False)
+
+
+class SkipReport:
+    """Counts the unreadable images of one pipeline pass and enforces the skip budget.
+
+    Its methods run inside ``tf.py_function`` and only for bad files, so they cost nothing on
+    good data.
+    """
+
+    def __init__(self, total: int, skip_corrupt: bool, max_skip_fraction: float, channels: int):
+        self.total = max(int(total), 1)
+        self.skip_corrupt = skip_corrupt
+        self.max_skip_fraction = max_skip_fraction
+        self.channels = channels
+        self.skipped: list[str] = []
+        self.last_pass: list[str] = []  # the skipped names of the last finished pass
+        self._lock = threading.Lock()
+
+    def _describe(self, name: str, payload: bytes, is_path: bool) -> str:
+        try:
+            data = tf.io.gfile.GFile(payload.decode(), "rb").read() if is_path else payload
+        except (tf.errors.OpError, OSError) as e:
+            return f"cannot be read ({type(e).__name__})"
+        return _decode_reason(data, self.channels) or "undecodable"
+
+    def bad(self, name: tf.Tensor, payload: tf.Tensor, is_path: tf.Tensor) -> bool:
+        name_s = name.numpy().decode("utf-8", "replace")
+        reason = self._describe(name_s, payload.numpy(), bool(is_path.numpy()))
+        if not self.skip_corrupt:
+            raise CorruptImageError(
+                f"Cannot decode image {name_s}: {reason}. Fix or remove the file, or pass "
+                "skip_corrupt=True to skip unreadable images"
+            )
+        with self._lock:
+            self.skipped.append(name_s)
+            count = len(self.skipped)
+        log.warning("Skipping unreadable image %s (%s)", name_s, reason)
+        if count > self.max_skip_fraction * self.total:
+            raise CorruptImageError(
+                f"{count} of {self.total} images were unreadable (last: {name_s}), more than "
+                f"max_skip_fraction={self.max_skip_fraction}; the data is damaged"
+            )
+        return False
+
+    def finish(self) -> bool:
+        with self._lock:
+            self.last_pass, self.skipped = self.skipped, []
+        if self.last_pass:
+            shown = ", ".join(self.last_pass[:10]) + (" ..." if len(self.last_pass) > 10 else "")
+            log.warning(
+                "Skipped %d of %d unreadable images (%.4f%%): %s",
+                len(self.last_pass),
+                self.total,
+                100.0 * len(self.last_pass) / self.total,
+                shown,
+            )
+        return True
+
+
+def decode_robustly(
+    ds: tf.data.Dataset,
+    decode_fn,
+    report: SkipReport,
+    is_path: bool,
+) -> tf.data.Dataset:
+    """Maps (name, payload, label, seed) -> (image, label, seed), handling undecodable images.
+
+    ``decode_fn(payload, seed) -> uint8 image``. Each example is decoded in a one-element
+    dataset whose errors are dropped; when it yields nothing, a fallback element asks ``report``
+    what to do (raise naming the file, or skip). After the last example ``report.finish`` logs
+    the skipped files.
+    """
+    channels = report.channels
+
+    def per_example(name, payload, label, seed):
+        good = (
+            tf.data.Dataset.from_tensors((payload, seed))
+            .map(lambda p, s: (decode_fn(p, s), tf.constant(True)))
+            .ignore_errors()
+        )
+
+        def ask(n, p):
+            ok = tf.py_function(report.bad, [n, p, tf.constant(is_path)], tf.bool)
+            ok.set_shape([])
+            return tf.zeros([1, 1, channels], tf.uint8), ok
+
+        bad = tf.data.Dataset.from_tensors((name, payload)).map(ask)
+        return good.concatenate(bad).take(1).map(lambda image, ok: (image, label, seed, ok))
+
+    ds = ds.interleave(
+        per_example,
+        cycle_length=tf.data.AUTOTUNE,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+    def finish(image, label, seed, ok):
+        done = tf.py_function(report.finish, [], tf.bool)
+        done.set_shape([])
+        return image, label, seed, tf.logical_and(ok, tf.logical_not(done))
+
+    spec = ds.element_spec
+    sentinel = tf.data.Dataset.from_tensors(
+        (
+            tf.zeros([1, 1, channels], tf.uint8),
+            tf.zeros([], spec[1].dtype),
+            tf.zeros([2], spec[2].dtype),
+            tf.constant(False),
+        )
+    ).map(finish)
+    ds = ds.concatenate(sentinel).filter(lambda image, label, seed, ok: ok)
+    return ds.map(lambda image, label, seed, ok: (image, label, seed))
+
+
+def synthetic_examples(
+    num_examples: int, image_shape: tuple[int, int, int], num_classes: int, split_seed: int
+) -> tf.data.Dataset:
+    """A dataset of (uint8 image, int label), a pure function of the example index."""
+
+    def make(i):
+        image = tf.random.stateless_uniform(
+            image_shape, tf.stack([tf.constant(split_seed, tf.int64), i]), 0, 256, tf.int32
+        )
+        label = tf.random.stateless_uniform(
+            [], tf.stack([tf.constant(split_seed + 7919, tf.int64), i]), 0, num_classes, tf.int32
+        )
+        return tf.cast(image, tf.uint8), label
+
+    return tf.data.Dataset.range(num_examples).map(make, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def tfds_split_shards(builder: Any, split: str) -> int:
+    try:
+        return int(builder.info.splits[split].num_shards)
+    except Exception:  # noqa: BLE001 - unknown (e.g. mocked): shard by element instead
+        return 0
