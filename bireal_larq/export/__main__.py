@@ -1,0 +1,84 @@
+"""Exports a Bi-Real Net to a Larq Compute Engine flatbuffer, with a JSON report beside it.
+
+Examples::
+
+    # a trained run (mixed-precision runs are rebuilt in float32), verified on real images
+    python -m bireal_larq.export --checkpoint=runs/demo --output=demo.tflite \
+        --verify_dataset=fashion_mnist --verify_samples=500
+    # an untrained model, for latency work
+    python -m bireal_larq.export --model=birealnet18 --output=birealnet18.tflite
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("checkpoint", None, "A run directory, or a weights file (needs --model).")
+flags.DEFINE_string("model", None, "Registry name; alone: an untrained model (latency work).")
+flags.DEFINE_list("input_shape", None, "H,W,C for --model (default: the model's default).")
+flags.DEFINE_integer("num_classes", None, "Classifier width for --model (default 1000).")
+flags.DEFINE_string("output", "model.tflite", "The .tflite to write; the report goes beside it.")
+flags.DEFINE_enum("target", "arm", ["arm", "xcore"], "LCE target.")
+flags.DEFINE_bool("int8", False, "int8 input/output where the model carries int8 ranges.")
+flags.DEFINE_bool(
+    "allow_float_fallback", False, "Warn (in the report) instead of failing on unfused convs."
+)
+flags.DEFINE_string("verify_dataset", None, "Verify on this dataset's test images (else random).")
+flags.DEFINE_integer("verify_samples", 100, "Images to verify on (0: skip).")
+flags.DEFINE_string("data_dir", None, "Data directory of bireal_larq.data.")
+
+
+def _input_shape() -> tuple[int, ...] | None:
+    if FLAGS.input_shape is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in FLAGS.input_shape)
+    except ValueError:
+        shape = ()
+    if len(shape) != 3:
+        raise app.UsageError(
+            f"--input_shape={','.join(FLAGS.input_shape)} is invalid; valid: H,W,C e.g. 32,32,3"
+        )
+    return shape
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from bireal_larq.export import ExportError, export_model, load_model_for_export
+
+    try:
+        model, metadata = load_model_for_export(
+            checkpoint=FLAGS.checkpoint,
+            model=FLAGS.model,
+            input_shape=_input_shape(),
+            num_classes=FLAGS.num_classes,
+        )
+        report = export_model(
+            model,
+            FLAGS.output,
+            model_name=metadata.pop("model"),
+            target=FLAGS.target,
+            int8=FLAGS.int8,
+            allow_float_fallback=FLAGS.allow_float_fallback,
+            verify_dataset=FLAGS.verify_dataset,
+            verify_samples=FLAGS.verify_samples,
+            data_dir=FLAGS.data_dir,
+            metadata={**metadata, "dataset": FLAGS.verify_dataset or metadata.get("dataset")},
+        )
+    except (ExportError, ValueError, FileNotFoundError) as e:
+        print(f"export failed: {e}", file=sys.stderr)
+        return 1
+    summary = {k: report[k] for k in ("output", "file_size_bytes", "op_table", "warnings")}
+    summary["binary_layers_fused"] = f"{report['lce_bconv2d_ops']}/{report['binary_layers']}"
+    summary["verification"] = report["verification"]
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

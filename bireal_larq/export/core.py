@@ -1,0 +1,410 @@
+"""Keras -> Larq Compute Engine: conversion, the binary-fusion check, the report.
+
+:func:`export_model` is the one entry point; ``python -m bireal_larq.export`` only parses
+flags and calls it. The converter says nothing when a binary conv is not fused into
+``LceBconv2d`` (LCE issues #692, #744), so the op table is checked against the binary layers
+of the Keras model, and the result goes into a JSON report beside the ``.tflite``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+from bireal_larq.export import flatbuffer as fb
+from bireal_larq.models import get_entry, list_models
+
+TARGETS = ("arm", "xcore")
+BCONV_OP = "LceBconv2d"
+REPORT_SUFFIX = ".json"
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(RuntimeError):
+    """Export refused or failed a check; the message names what was wrong."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionCheck:
+    """How many binary convs of the Keras model became ``LceBconv2d`` ops."""
+
+    binary_layers: tuple[str, ...]
+    fused: int
+    unfused_layers: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.unfused_layers and self.fused >= len(self.binary_layers)
+
+
+def report_path(output: str) -> str:
+    """The JSON report written beside ``output`` (``model.tflite`` -> ``model.json``)."""
+    root, _ = os.path.splitext(os.fspath(output))
+    return root + REPORT_SUFFIX
+
+
+def _all_layers(model: tf.keras.Model):
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def binary_conv_layers(model: tf.keras.Model) -> list[str]:
+    """Names of the binary convs: ``QuantConv2D`` layers with a kernel quantizer.
+
+    A ``QuantConv2D`` without an input quantizer has binary weights but real inputs; LCE
+    cannot fuse it, so it counts here and fails the fusion check, as it should.
+    """
+    return [
+        layer.name
+        for layer in _all_layers(model)
+        if isinstance(layer, lq.layers.QuantConv2D) and layer.kernel_quantizer is not None
+    ]
+
+
+def check_fusion(model: tf.keras.Model, flatbuffer: bytes) -> FusionCheck:
+    """Counts the ``LceBconv2d`` ops of ``flatbuffer`` against the binary convs of ``model``.
+
+    Unfused layers are named by looking for each layer's name in the tensors of the
+    ``LceBconv2d`` ops (TFLite keeps ``model/layer/...`` prefixes in tensor names).
+    """
+    binary = binary_conv_layers(model)
+    ops = fb.ops_with_tensors(flatbuffer)
+    bconv_tensors = [" ".join(tensors) for op, tensors in ops if op == BCONV_OP]
+    fused = len(bconv_tensors)
+    unfused: list[str] = []
+    if fused < len(binary):
+        text = " ".join(bconv_tensors)
+        unfused = [name for name in binary if f"/{name}/" not in text]
+        if len(unfused) != len(binary) - fused:
+            # Tensor names are truncated in long models: fall back to what the count proves.
+            unfused = unfused or [f"{len(binary) - fused} of {len(binary)} binary convs"]
+    return FusionCheck(tuple(binary), fused, tuple(unfused))
+
+
+def convert(model: tf.keras.Model, *, target: str = "arm", int8: bool = False) -> bytes:
+    """Converts a float32 Keras model with LCE's converter.
+
+    Args:
+        model: a float32 Keras model (rebuild mixed-precision models in float32 first, e.g.
+            with :func:`bireal_larq.runs.model_from_run`).
+        target: "arm" (phones, Raspberry Pi) or "xcore".
+        int8: ask for int8 input and output. This only takes effect for models that carry
+            int8 quantization ranges; otherwise the I/O stays float32 (see the report).
+
+    Raises:
+        ValueError: an invalid target, or a model that is not float32.
+    """
+    import larq_compute_engine as lce
+
+    if target not in TARGETS:
+        raise ValueError(f"target={target!r} is invalid; valid: {list(TARGETS)}")
+    policy = getattr(model, "dtype_policy", None)
+    if policy is not None and policy.name != "float32":
+        raise ValueError(
+            f"Model {model.name!r} uses the dtype policy {policy.name!r}; LCE converts float32 "
+            "models only: rebuild it in float32 (bireal_larq.runs.model_from_run does)"
+        )
+    io_type = tf.int8 if int8 else tf.float32
+    return lce.convert_keras_model(
+        model, inference_input_type=io_type, inference_output_type=io_type, target=target
+    )
+
+
+def _registry_name(model: tf.keras.Model, model_name: str | None) -> str | None:
+    if model_name is not None:
+        get_entry(model_name)  # raises for an unknown name, listing the valid ones
+        return model_name
+    return model.name if model.name in list_models() else None
+
+
+def _versions() -> dict[str, str]:
+    import larq_compute_engine as lce
+
+    return {
+        "larq_compute_engine": lce.__version__,
+        "larq": lq.__version__,
+        "tensorflow": tf.__version__,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def write_report(path: str, report: dict[str, Any]) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(_jsonable(report), f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_report(tflite_path: str) -> dict[str, Any] | None:
+    """The report written beside ``tflite_path`` by :func:`export_model`, or ``None``."""
+    path = report_path(tflite_path)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def export_model(
+    model: tf.keras.Model,
+    output: str,
+    *,
+    model_name: str | None = None,
+    target: str = "arm",
+    int8: bool = False,
+    allow_float_fallback: bool = False,
+    verify_dataset: str | None = None,
+    verify_samples: int = 100,
+    verify_images: np.ndarray | tf.data.Dataset | None = None,
+    data_dir: str | None = None,
+    min_agreement: float = 0.99,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Converts ``model`` with LCE, checks it, writes ``output`` and a JSON report beside it.
+
+    Args:
+        model: the float32 Keras model (binary layers from larq).
+        output: path of the ``.tflite`` to write; the report goes to ``<output stem>.json``.
+        model_name: its registry name, for the LCE-compatibility check and the report
+            (default: ``model.name`` when that is a registered name).
+        target: "arm" or "xcore".
+        int8: int8 input/output where the model carries quantization ranges.
+        allow_float_fallback: report binary convs that LCE left in float as a warning instead
+            of failing (also lets models the registry marks not LCE-compatible through).
+        verify_dataset: a dataset name of :mod:`bireal_larq.data`; verification then runs on
+            its first ``verify_samples`` test images (eval preprocessing) and fails below
+            ``min_agreement`` top-1 agreement. ``None``: random inputs, reported only.
+        verify_samples: number of images to verify on (0 skips verification).
+        verify_images: preprocessed images (array ``(N, H, W, C)`` or a dataset of images or
+            ``(image, label)`` pairs) to verify on instead of a named dataset; treated as
+            real images.
+        data_dir: the data directory of :mod:`bireal_larq.data`.
+        min_agreement: the top-1 agreement required on real images.
+        metadata: extra keys for the report (run directory, dataset of the run, ...).
+
+    Returns:
+        The report (also written to disk).
+
+    Raises:
+        ValueError: invalid arguments (target, sample count, unknown model name).
+        ExportError: the registry marks the model not LCE-compatible, a binary conv was not
+            fused, or verification on real images agreed less than ``min_agreement``. The
+            report is still written (with ``"status": "failed"``); the ``.tflite`` is not.
+    """
+    from bireal_larq.export import verify as verify_lib
+
+    if target not in TARGETS:
+        raise ValueError(f"target={target!r} is invalid; valid: {list(TARGETS)}")
+    if not isinstance(verify_samples, int) or verify_samples < 0:
+        raise ValueError(f"verify_samples={verify_samples!r} is invalid; valid: an integer >= 0")
+    if verify_dataset is not None and verify_images is not None:
+        raise ValueError("Pass verify_dataset or verify_images, not both")
+    if not 0.0 <= min_agreement <= 1.0:
+        raise ValueError(f"min_agreement={min_agreement} is invalid; valid: 0 <= x <= 1")
+    output = os.fspath(output)
+    if not output.endswith(".tflite"):
+        raise ValueError(f"output={output!r} is invalid; valid: a path ending in .tflite")
+
+    name = _registry_name(model, model_name)
+    report: dict[str, Any] = {
+        "status": "ok",
+        "model": name or model.name,
+        "output": os.path.abspath(output),
+        "target": target,
+        "input_shape": list(model.input_shape[1:]),
+        "num_classes": int(model.output_shape[-1]),
+        "versions": _versions(),
+        "warnings": [],
+        "errors": [],
+        **(metadata or {}),
+    }
+    rpath = report_path(output)
+
+    def fail(message: str) -> ExportError:
+        report["status"] = "failed"
+        report["errors"].append(message)
+        write_report(rpath, report)
+        return ExportError(f"{message} (report: {rpath})")
+
+    if name is not None:
+        entry = get_entry(name)
+        report["lce_compatible"] = entry.lce_compatible
+        if not entry.lce_compatible:
+            message = f"Model {name!r} is not LCE-compatible: {entry.lce_reason}"
+            if not allow_float_fallback:
+                raise fail(message + "; pass --allow_float_fallback to export it anyway")
+            report["warnings"].append(message)
+
+    flatbuffer = convert(model, target=target, int8=int8)
+    report["file_size_bytes"] = len(flatbuffer)
+    report["op_table"] = fb.op_table(flatbuffer)
+
+    fusion = check_fusion(model, flatbuffer)
+    report["binary_layers"] = len(fusion.binary_layers)
+    report["lce_bconv2d_ops"] = fusion.fused
+    report["float_fallback_layers"] = list(fusion.unfused_layers)
+    if not fusion.ok:
+        message = (
+            f"{len(fusion.binary_layers) - fusion.fused} of {len(fusion.binary_layers)} binary "
+            f"convs were not fused into {BCONV_OP} and would run in float: "
+            f"{', '.join(fusion.unfused_layers)}"
+        )
+        if not allow_float_fallback:
+            raise fail(message + "; pass --allow_float_fallback to accept that")
+        report["warnings"].append(message)
+        log.warning(message)
+
+    io = verify_lib.io_types(flatbuffer)
+    report["io"] = io
+    if int8 and io["input_type"] != "int8":
+        report["warnings"].append(
+            "int8 I/O was requested but the model carries no int8 quantization ranges, so "
+            "its input and output stay float32"
+        )
+
+    if verify_samples > 0:
+        if verify_images is not None:
+            images, labels = verify_lib.images_from(verify_images, verify_samples)
+            source, real = "given images", True
+        elif verify_dataset is not None:
+            images, labels = verify_lib.dataset_images(
+                verify_dataset, verify_samples, data_dir=data_dir
+            )
+            source, real = f"{verify_dataset} test split", True
+        else:
+            images = verify_lib.random_images(model.input_shape[1:], verify_samples)
+            labels, source, real = None, "random normal inputs", False
+        result = verify_lib.compare(model, flatbuffer, images, labels)
+        result.update(
+            source=source, real_images=real, min_agreement=min_agreement if real else None
+        )
+        report["verification"] = result
+        if real and result["top1_agreement"] < min_agreement:
+            raise fail(
+                f"Verification failed: the LCE model agrees with Keras on "
+                f"{result['top1_agreement']:.2%} of {result['samples']} {source} images; "
+                f"at least {min_agreement:.0%} is required"
+            )
+    else:
+        report["verification"] = None
+
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "wb") as f:
+        f.write(flatbuffer)
+    write_report(rpath, report)
+    return report
+
+
+def default_input_shape(name: str) -> tuple[int, int, int]:
+    """The builder's default input shape of a registered model."""
+    from bireal_larq.models.builder import default_input_shape as default
+
+    return default(get_entry(name).config)
+
+
+def load_model_for_export(
+    *,
+    checkpoint: str | None = None,
+    model: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+) -> tuple[tf.keras.Model, dict[str, Any]]:
+    """Builds the float32 model to export from a run directory, a weights file or a name.
+
+    Args:
+        checkpoint: a run directory (``config.json`` + ``model.weights.h5``) or a weights file
+            (then ``model`` names the architecture). Mixed-precision runs are rebuilt in
+            float32.
+        model: a registry name; alone, an untrained model (for latency work).
+        input_shape: (H, W, C) for ``model``; default: the builder's default.
+        num_classes: classifier width for ``model``; default 1000.
+
+    Returns:
+        ``(keras_model, metadata)``: metadata names the model, checkpoint and run dataset.
+
+    Raises:
+        ValueError: neither or a wrong combination of arguments (naming what is valid).
+        FileNotFoundError: a checkpoint that does not exist.
+    """
+    from bireal_larq import runs
+    from bireal_larq.models import create_model
+
+    if checkpoint is None and model is None:
+        raise ValueError(
+            "Nothing to export: pass checkpoint (a run directory, or a weights file together "
+            "with model) or model (a registry name, untrained)"
+        )
+    if checkpoint is not None and os.path.isdir(checkpoint):
+        if input_shape is not None or num_classes is not None:
+            raise ValueError(
+                f"{checkpoint!r} is a run directory: its config.json fixes input_shape and "
+                "num_classes; do not pass them"
+            )
+        keras_model, config = runs.model_from_run(checkpoint)
+        if model is not None and model != config["model"]:
+            raise ValueError(
+                f"model={model!r} disagrees with the run directory's model {config['model']!r}"
+            )
+        return keras_model, {
+            "model": config["model"],
+            "checkpoint": os.path.abspath(checkpoint),
+            "dataset": config.get("dataset"),
+            "model_overrides": config.get("model_overrides", {}),
+        }
+    if (
+        checkpoint is not None
+        and not os.path.exists(checkpoint)
+        and not os.path.exists(checkpoint + ".index")
+    ):
+        raise FileNotFoundError(
+            f"Checkpoint {checkpoint!r} not found; expected a run directory or a weights file"
+        )
+    if model is None:
+        raise ValueError(
+            f"{checkpoint!r} is a weights file: pass model (one of {', '.join(list_models())}) "
+            "to say which architecture it holds"
+        )
+    get_entry(model)
+    shape = tuple(input_shape) if input_shape is not None else default_input_shape(model)
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy("float32")
+    try:
+        keras_model = create_model(
+            model,
+            input_shape=shape,
+            num_classes=1000 if num_classes is None else num_classes,
+            weights=checkpoint,
+        )
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
+    return keras_model, {
+        "model": model,
+        "checkpoint": os.path.abspath(checkpoint) if checkpoint else None,
+        "dataset": None,
+        "model_overrides": {},
+    }

@@ -1,0 +1,368 @@
+"""Export to Larq Compute Engine: conversion, fusion check, verification, report, CLI.
+
+Conversions are slow on a small CPU, so the models here are tiny (single layers) or 32x32
+variants with 10 classes; the loop over every registered model keeps a representative subset
+in the default run and marks the rest slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bireal_larq import export
+from bireal_larq.export import core, verify
+from bireal_larq.models import create_model, get_entry, list_models
+from bireal_larq.models.registry import ModelEntry
+
+SHAPE = (32, 32, 3)
+CLASSES = 10
+
+
+def _bconv(x, name, pad_values=0.0, input_quantizer="approx_sign", strides=1):
+    return lq.layers.QuantConv2D(
+        8,
+        3,
+        strides=strides,
+        padding="same",
+        pad_values=pad_values,
+        input_quantizer=input_quantizer,
+        kernel_quantizer="magnitude_aware_sign",
+        kernel_constraint="weight_clip",
+        use_bias=False,
+        name=name,
+    )(x)
+
+
+def _randomize_bn(model, seed=0):
+    """Non-trivial BN statistics, so that folding BN into the bconv is really tested."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape),
+                    rng.normal(0, 0.5, beta.shape),
+                    rng.normal(0, 2.0, mean.shape),
+                    rng.uniform(1.0, 4.0, var.shape),
+                ]
+            )
+
+
+def _single_bconv_model(pad_values, strides=1):
+    x = tf.keras.Input((9, 9, 5), name="image")
+    y = _bconv(x, "only_conv", pad_values=pad_values, strides=strides)
+    y = tf.keras.layers.BatchNormalization(name="only_bn")(y)
+    model = tf.keras.Model(x, y, name="single")
+    _randomize_bn(model)
+    return model
+
+
+@pytest.mark.parametrize("pad_values,strides", [(0.0, 1), (1.0, 1), (0.0, 2)])
+def test_single_binary_conv_matches_keras_tightly(pad_values, strides):
+    model = _single_bconv_model(pad_values, strides)
+    flatbuffer = export.convert(model)
+    assert export.op_table(flatbuffer).get("LceBconv2d") == 1
+    images = verify.random_images((9, 9, 5), 8, seed=1)
+    lce_out = export.run_flatbuffer(export.interpreter(flatbuffer), images)
+    keras_out = model(images, training=False).numpy()
+    assert lce_out.shape == keras_out.shape
+    np.testing.assert_allclose(lce_out, keras_out, atol=1e-5, rtol=0)
+
+
+def _half_binary_model():
+    """One fusable binary conv, and one with binary weights but real inputs (not fusable)."""
+    x = tf.keras.Input((8, 8, 4), name="image")
+    y = _bconv(x, "fused_conv")
+    y = tf.keras.layers.BatchNormalization(name="fused_bn")(y)
+    y = _bconv(y, "weights_only_conv", input_quantizer=None)
+    y = tf.keras.layers.GlobalAveragePooling2D(name="pool")(y)
+    y = tf.keras.layers.Dense(3, activation="softmax", name="predictions")(y)
+    return tf.keras.Model(x, y, name="half_binary")
+
+
+def test_unfused_binary_conv_fails_naming_the_layer(tmp_path):
+    model = _half_binary_model()
+    assert export.binary_conv_layers(model) == ["fused_conv", "weights_only_conv"]
+    output = tmp_path / "half.tflite"
+    with pytest.raises(export.ExportError, match="weights_only_conv") as info:
+        export.export_model(model, str(output), verify_samples=0)
+    assert "fused_conv," not in str(info.value)
+    assert "--allow_float_fallback" in str(info.value)
+    assert not output.exists(), "a model that failed the check must not be written"
+    report = json.loads((tmp_path / "half.json").read_text())
+    assert report["status"] == "failed"
+    assert report["float_fallback_layers"] == ["weights_only_conv"]
+    assert report["lce_bconv2d_ops"] == 1 and report["binary_layers"] == 2
+
+
+def test_allow_float_fallback_turns_the_failure_into_a_warning(tmp_path):
+    model = _half_binary_model()
+    output = tmp_path / "half.tflite"
+    report = export.export_model(model, str(output), allow_float_fallback=True, verify_samples=4)
+    assert output.exists()
+    assert report["status"] == "ok"
+    assert any("weights_only_conv" in w for w in report["warnings"])
+    assert report["verification"]["real_images"] is False
+    assert report["verification"]["samples"] == 4
+
+
+def _fake_eval_dataset(n=12, shape=(8, 8, 4), classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((n, *shape)).astype(np.float32)
+    labels = tf.one_hot(rng.integers(0, classes, n), classes)
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(5)
+
+
+def test_verification_on_given_real_images_and_the_agreement_threshold(tmp_path, monkeypatch):
+    model = _single_classifier()
+    data = _fake_eval_dataset()
+    report = export.export_model(model, str(tmp_path / "a.tflite"), verify_images=data)
+    v = report["verification"]
+    assert v["real_images"] is True and v["samples"] == 12
+    assert v["top1_agreement"] >= 0.99
+    assert 0.0 <= v["keras_top1_accuracy"] <= 1.0 and "lce_top1_accuracy" in v
+
+    # Below the threshold on real images, export fails and says by how much.
+    real_compare = verify.compare
+
+    def disagreeing(*args, **kwargs):
+        return {**real_compare(*args, **kwargs), "top1_agreement": 0.9}
+
+    monkeypatch.setattr(verify, "compare", disagreeing)
+    with pytest.raises(export.ExportError, match=r"90\.00% of 12 .*99%"):
+        export.export_model(model, str(tmp_path / "b.tflite"), verify_images=data)
+    assert not (tmp_path / "b.tflite").exists()
+    # ... but random inputs only report the agreement.
+    report = export.export_model(model, str(tmp_path / "c.tflite"), verify_samples=3)
+    assert report["verification"]["top1_agreement"] == 0.9
+
+
+def _single_classifier():
+    x = tf.keras.Input((8, 8, 4), name="image")
+    y = _bconv(x, "conv")
+    y = tf.keras.layers.BatchNormalization(name="bn")(y)
+    y = tf.keras.layers.GlobalAveragePooling2D(name="pool")(y)
+    y = tf.keras.layers.Dense(3, name="logits")(y)
+    y = tf.keras.layers.Activation("softmax", name="predictions")(y)
+    model = tf.keras.Model(x, y, name="classifier")
+    _randomize_bn(model)
+    return model
+
+
+def test_verification_with_a_named_dataset_uses_the_data_contract(tmp_path, monkeypatch):
+    calls = []
+
+    def get_dataset(name, split, *, batch_size, training, data_dir=None):
+        calls.append((name, split, training, data_dir))
+        return _fake_eval_dataset(n=20), 20
+
+    import bireal_larq.data as data
+
+    monkeypatch.setattr(data, "get_dataset", get_dataset, raising=False)
+    report = export.export_model(
+        _single_classifier(),
+        str(tmp_path / "m.tflite"),
+        verify_dataset="fake",
+        verify_samples=7,
+        data_dir="/somewhere",
+    )
+    assert calls == [("fake", "test", False, "/somewhere")]
+    assert report["verification"]["samples"] == 7
+    assert report["verification"]["source"] == "fake test split"
+
+
+def test_int8_request_on_an_unquantized_model_is_reported(tmp_path):
+    report = export.export_model(
+        _single_classifier(), str(tmp_path / "m.tflite"), int8=True, verify_samples=2
+    )
+    assert report["io"]["input_type"] == "float32"
+    assert any("int8" in w for w in report["warnings"])
+
+
+def test_bad_arguments_are_named(tmp_path):
+    model = _single_classifier()
+    with pytest.raises(ValueError, match="target='x86'.*'arm', 'xcore'"):
+        export.export_model(model, str(tmp_path / "m.tflite"), target="x86")
+    with pytest.raises(ValueError, match=r"\.tflite"):
+        export.export_model(model, str(tmp_path / "m.bin"))
+    with pytest.raises(ValueError, match="verify_samples"):
+        export.export_model(model, str(tmp_path / "m.tflite"), verify_samples=-1)
+    with pytest.raises(ValueError, match="Unknown model 'nope'"):
+        export.export_model(model, str(tmp_path / "m.tflite"), model_name="nope")
+    policy_model = None
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        policy_model = _single_classifier()
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    with pytest.raises(ValueError, match="float32"):
+        export.convert(policy_model)
+    with pytest.raises(export.NotAFlatbufferError):
+        export.op_table(b"definitely not a flatbuffer")
+    not_tflite = tmp_path / "x.tflite"
+    not_tflite.write_bytes(b"\x00" * 64)
+    with pytest.raises(export.NotAFlatbufferError, match="not a TFLite flatbuffer"):
+        export.read_flatbuffer(not_tflite)
+
+
+def test_registry_marked_incompatible_model_fails_with_its_reason(tmp_path, monkeypatch):
+    entry = ModelEntry(
+        name="birealnet18_small",
+        config_fn=get_entry("birealnet18_small").config_fn,
+        source="test",
+        lce_compatible=False,
+        lce_reason="a reason only this test gives",
+    )
+    monkeypatch.setattr(core, "get_entry", lambda name: entry)
+    model = _single_classifier()
+    with pytest.raises(export.ExportError, match="a reason only this test gives"):
+        export.export_model(
+            model, str(tmp_path / "m.tflite"), model_name="birealnet18_small", verify_samples=0
+        )
+    assert json.loads((tmp_path / "m.json").read_text())["status"] == "failed"
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def test_load_model_for_export_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match="Nothing to export"):
+        export.load_model_for_export()
+    weights = tmp_path / "w.h5"
+    create_model("birealnet18_small", input_shape=SHAPE, num_classes=CLASSES).save_weights(
+        str(weights)
+    )
+    with pytest.raises(ValueError, match="pass model"):
+        export.load_model_for_export(checkpoint=str(weights))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        export.load_model_for_export(checkpoint=str(tmp_path / "missing.h5"), model="birealnet18")
+    model, meta = export.load_model_for_export(
+        checkpoint=str(weights), model="birealnet18_small", input_shape=SHAPE, num_classes=CLASSES
+    )
+    assert model.output_shape == (None, CLASSES) and meta["model"] == "birealnet18_small"
+
+
+def test_load_model_for_export_from_a_mixed_precision_run_dir(tmp_path, monkeypatch):
+    from bireal_larq import runs
+
+    # Keras 2.15 reads and writes any "*.weights.h5" in its new format, which the zoo's
+    # by-name loader does not handle (reported); a legacy .h5 name keeps this test on export.
+    monkeypatch.setattr(runs, "FINAL_WEIGHTS", "model.h5")
+
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        trained = create_model("birealnet18_small", input_shape=SHAPE, num_classes=CLASSES)
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    trained.save_weights(os.path.join(tmp_path, runs.FINAL_WEIGHTS))
+    runs.write_run_config(
+        str(tmp_path),
+        {
+            "model": "birealnet18_small",
+            "input_shape": list(SHAPE),
+            "num_classes": CLASSES,
+            "dataset": "fashion_mnist",
+        },
+    )
+    model, meta = export.load_model_for_export(checkpoint=str(tmp_path))
+    assert model.dtype_policy.name == "float32"
+    assert meta["dataset"] == "fashion_mnist" and meta["model"] == "birealnet18_small"
+    np.testing.assert_allclose(
+        model.get_layer("stage1_block1_conv").kernel.numpy(),
+        trained.get_layer("stage1_block1_conv").kernel.numpy().astype(np.float32),
+    )
+    with pytest.raises(ValueError, match="fixes input_shape"):
+        export.load_model_for_export(checkpoint=str(tmp_path), num_classes=3)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_exports_a_registered_model_with_its_report(tmp_path, capsys):
+    from absl import flags
+
+    from bireal_larq.export import __main__ as cli
+
+    output = tmp_path / "bireal.tflite"
+    argv = [
+        "export",
+        "--model=birealnet18_small",
+        "--input_shape=32,32,3",
+        "--num_classes=10",
+        f"--output={output}",
+        "--verify_samples=3",
+    ]
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(argv)
+    try:
+        assert cli.main(argv[:1]) == 0
+    finally:
+        flags.FLAGS.unparse_flags()
+    report = json.loads((tmp_path / "bireal.json").read_text())
+    assert report["status"] == "ok"
+    assert report["file_size_bytes"] == output.stat().st_size
+    assert report["binary_layers"] == 16 == report["lce_bconv2d_ops"]
+    assert report["op_table"]["LceBconv2d"] == 16
+    assert report["op_table"]["LceQuantize"] == 16
+    assert {"CONV_2D", "ADD", "FULLY_CONNECTED", "SOFTMAX"} <= set(report["op_table"])
+    assert set(report["versions"]) >= {"larq_compute_engine", "larq"}
+    assert report["versions"]["larq_compute_engine"] == "0.16.0"
+    assert report["verification"]["samples"] == 3
+    assert report["input_shape"] == list(SHAPE) and report["num_classes"] == CLASSES
+    assert "LceBconv2d" in capsys.readouterr().out
+
+
+def test_cli_reports_bad_flags_clearly(tmp_path, capsys):
+    from absl import app, flags
+
+    from bireal_larq.export import __main__ as cli
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["export", "--model=no_such_model", f"--output={tmp_path / 'm.tflite'}"])
+    try:
+        assert cli.main(["export"]) == 1
+        assert "Unknown model 'no_such_model'" in capsys.readouterr().err
+        flags.FLAGS(["export", "--input_shape=32,32"])
+        with pytest.raises(app.UsageError, match="H,W,C"):
+            cli.main(["export"])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+# ----------------------------------------------------------------------------- the zoo
+
+# Representative of the default run: the base layout, the catalogue layout and the 50-layer
+# bottleneck at small inputs. Every other name runs with -m slow.
+_FAST = {"birealnet18_lce_small", "birealnet18_tricks_small", "birealnet50_small"}
+
+
+def _zoo_params():
+    return [
+        pytest.param(name, marks=() if name in _FAST else pytest.mark.slow)
+        for name in list_models()
+    ]
+
+
+@pytest.mark.parametrize("name", _zoo_params())
+def test_every_registered_model_exports_fused_or_is_marked(name, tmp_path):
+    entry = get_entry(name)
+    model = create_model(name, input_shape=SHAPE, num_classes=CLASSES)
+    output = tmp_path / f"{name}.tflite"
+    if entry.lce_compatible:
+        report = export.export_model(model, str(output), model_name=name, verify_samples=0)
+        assert report["binary_layers"] > 0
+        assert report["lce_bconv2d_ops"] == report["binary_layers"], report["op_table"]
+        assert report["float_fallback_layers"] == []
+        assert output.exists()
+    else:
+        assert entry.lce_reason
+        with pytest.raises(export.ExportError, match="not LCE-compatible") as info:
+            export.export_model(model, str(output), model_name=name, verify_samples=0)
+        assert entry.lce_reason in str(info.value)
