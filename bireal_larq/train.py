@@ -1,0 +1,155 @@
+r"""Trains a Bi-Real Net: ``python -m bireal_larq.train --model=birealnet18 --experiment=NAME``.
+
+An experiment (``experiments/NAME.py``) supplies every default; explicit flags override them.
+Rerunning the same command resumes an interrupted run. Examples::
+
+    python -m bireal_larq.train --experiment=fmnist_authors_pytorch --output_dir=runs/fm
+    python -m bireal_larq.train --model=birealnet18 --experiment=authors_pytorch \
+        --data_dir=/data/tfds --output_dir=runs/br18 --batch_size=256
+
+Exit codes: 0 done; 1 invalid flags or configuration (nothing was run); 2 the output directory
+holds another configuration; 3 the loss became NaN or infinite (nothing was saved from it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from absl import app, flags
+
+from bireal_larq.training import (
+    NonFiniteLossError,
+    RunDirectoryConflict,
+    ScheduleConfig,
+    StageConfig,
+    TrainConfig,
+    get_experiment,
+    list_experiments,
+    resolve_run_config,
+    run_training,
+)
+from bireal_larq.training.config import STRATEGIES, OptimizerConfig
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Registered model name (default: the experiment's).")
+flags.DEFINE_string("experiment", None, "Experiment name in experiments/ or a path to one.")
+flags.DEFINE_string("dataset", None, "Dataset name (default: the experiment's).")
+flags.DEFINE_string("data_dir", None, "TFDS data dir, or the root of an image folder.")
+flags.DEFINE_string("manual_dir", None, "TFDS manual dir (ImageNet tars).")
+flags.DEFINE_integer("epochs", None, "Epochs of every stage (schedules rescale to fit).")
+flags.DEFINE_integer("batch_size", None, "Global batch size (learning rates scale with it).")
+flags.DEFINE_float(
+    "learning_rate",
+    None,
+    "Base learning rate of the first stage at its reference batch size; later stages keep "
+    "their ratio to it.",
+)
+flags.DEFINE_enum("strategy", None, list(STRATEGIES), "Distribution strategy.")
+flags.DEFINE_boolean("mixed_precision", None, "float16 on GPU, bfloat16 on TPU and CPU.")
+flags.DEFINE_boolean("jit_compile", None, "Compile the train step with XLA.")
+flags.DEFINE_string("output_dir", None, "Run directory.")
+flags.DEFINE_integer("seed", None, "Random seed.")
+flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch (smoke runs).")
+flags.DEFINE_integer("validation_steps", None, "Cap on validation steps.")
+flags.DEFINE_boolean("deterministic", None, "TF op determinism (bit-identical resumes).")
+flags.DEFINE_integer("backup_every_steps", None, "Backup (resume point) frequency in steps.")
+flags.DEFINE_boolean("overwrite", False, "Delete a run with another configuration in output_dir.")
+flags.mark_flag_as_required("output_dir")
+
+
+def default_config(model: str, dataset: str) -> TrainConfig:
+    """Without an experiment: one Adam stage, linear decay to 0 over 10 epochs."""
+    return TrainConfig(
+        model=model,
+        dataset=dataset,
+        stages=(StageConfig("train", 10, OptimizerConfig(), ScheduleConfig(kind="linear")),),
+    )
+
+
+def _with_epochs(stage: StageConfig, epochs: int) -> StageConfig:
+    scale = epochs / stage.epochs
+    schedule = dataclasses.replace(
+        stage.schedule,
+        boundaries=tuple(b * scale for b in stage.schedule.boundaries),
+        warmup_epochs=stage.schedule.warmup_epochs * scale,
+    )
+    return dataclasses.replace(stage, epochs=epochs, schedule=schedule)
+
+
+def _with_learning_rate(stages, learning_rate: float):
+    first = stages[0].optimizer.learning_rate
+    ratio = learning_rate / first if first else 1.0
+    return tuple(
+        dataclasses.replace(
+            s,
+            optimizer=dataclasses.replace(
+                s.optimizer,
+                learning_rate=learning_rate if i == 0 else s.optimizer.learning_rate * ratio,
+            ),
+        )
+        for i, s in enumerate(stages)
+    )
+
+
+def config_from_flags() -> TrainConfig:
+    """The experiment's config with the explicit flags applied (validated)."""
+    if FLAGS.experiment:
+        config = get_experiment(FLAGS.experiment, FLAGS.model)
+    else:
+        if not FLAGS.model or not FLAGS.dataset:
+            raise ValueError(
+                "--model and --dataset are required without --experiment; experiments: "
+                + ", ".join(list_experiments())
+            )
+        config = default_config(FLAGS.model, FLAGS.dataset)
+    if FLAGS.dataset and FLAGS.dataset != config.dataset:
+        # Shapes and source options belonged to the experiment's dataset.
+        config = dataclasses.replace(
+            config, input_shape=None, num_classes=None, dataset_kwargs={}, image_size=None
+        )
+    stages = config.stages
+    if FLAGS.epochs is not None:
+        if FLAGS.epochs < 1:
+            raise ValueError(f"--epochs={FLAGS.epochs} is out of range; valid: >= 1")
+        stages = tuple(_with_epochs(s, FLAGS.epochs) for s in stages)
+    if FLAGS.learning_rate is not None:
+        if not FLAGS.learning_rate > 0:
+            raise ValueError(f"--learning_rate={FLAGS.learning_rate} is out of range; valid: > 0")
+        stages = _with_learning_rate(stages, FLAGS.learning_rate)
+    return config.replace(
+        stages=stages,
+        dataset=FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        manual_dir=FLAGS.manual_dir,
+        batch_size=FLAGS.batch_size,
+        strategy=FLAGS.strategy,
+        mixed_precision=FLAGS.mixed_precision,
+        jit_compile=FLAGS.jit_compile,
+        seed=FLAGS.seed,
+        steps_per_epoch=FLAGS.steps_per_epoch,
+        validation_steps=FLAGS.validation_steps,
+        deterministic=FLAGS.deterministic,
+        backup_every_steps=FLAGS.backup_every_steps,
+    )
+
+
+def main(argv):
+    del argv
+    try:
+        config = config_from_flags()
+        resolve_run_config(config)  # unknown model / dataset / field: fail before any work
+    except ValueError as err:
+        raise app.UsageError(str(err)) from None
+    try:
+        run_training(config, FLAGS.output_dir, overwrite=FLAGS.overwrite)
+    except RunDirectoryConflict as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(2)
+    except NonFiniteLossError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    app.run(main)

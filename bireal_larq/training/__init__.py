@@ -1,0 +1,39 @@
+"""Training: recipes as frozen configs, losses, optimizers and schedules, the fit loop."""
+
+from bireal_larq.training.callbacks import NonFiniteLossError, load_weights, save_weights
+from bireal_larq.training.config import (
+    LossConfig,
+    OptimizerConfig,
+    ScheduleConfig,
+    StageConfig,
+    TeacherConfig,
+    TrainConfig,
+)
+from bireal_larq.training.distribute import check_batch_size, get_strategy
+from bireal_larq.training.experiments import get_experiment, list_experiments
+from bireal_larq.training.model import RecipeModel, compile_for_recipe
+from bireal_larq.training.runner import RunDirectoryConflict, resolve_run_config, run_training
+from bireal_larq.training.schedules import EpochSchedule, build_schedule
+
+__all__ = [
+    "EpochSchedule",
+    "LossConfig",
+    "NonFiniteLossError",
+    "OptimizerConfig",
+    "RecipeModel",
+    "RunDirectoryConflict",
+    "ScheduleConfig",
+    "StageConfig",
+    "TeacherConfig",
+    "TrainConfig",
+    "build_schedule",
+    "check_batch_size",
+    "compile_for_recipe",
+    "get_experiment",
+    "get_strategy",
+    "list_experiments",
+    "load_weights",
+    "resolve_run_config",
+    "run_training",
+    "save_weights",
+]

@@ -1,0 +1,159 @@
+"""Weight files, callbacks and the artefacts every run writes (history plot, throughput)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+
+import h5py
+import numpy as np
+import tensorflow as tf
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stops without saving."""
+
+
+def assert_finite(model: tf.keras.Model) -> None:
+    """Raises :class:`NonFiniteLossError` when any weight of ``model`` is NaN or infinite."""
+    bad = [w.name for w in model.weights if not np.all(np.isfinite(w.numpy()))]
+    if bad:
+        raise NonFiniteLossError(f"Refusing to save non-finite weights ({bad[:5]} ...)")
+
+
+def save_weights(model: tf.keras.Model, path: str) -> str:
+    """Writes ``model``'s weights to ``path`` as a by-name HDF5 file, atomically.
+
+    Keras routes any ``*.weights.h5`` path to its new format, which matches layers by
+    position; the legacy HDF5 layout (written through a ``.h5`` temporary name) keeps the
+    layer names, so a twin or a float32 rebuild loads it by name. The temporary file is
+    renamed into place only when complete: a process killed while writing leaves the
+    previous file intact.
+    """
+    assert_finite(model)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_weights(model: tf.keras.Model, path: str) -> None:
+    """Loads a file written by :func:`save_weights` into ``model``, matching layer names.
+
+    Raises:
+        ValueError: a weight-carrying layer of ``model`` is missing from the file.
+    """
+    from keras.src.saving.legacy import hdf5_format  # by-name loading of the legacy layout
+
+    with h5py.File(path, "r") as f:
+        stored = {n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]}
+        missing = [
+            layer.name for layer in model.layers if layer.weights and layer.name not in stored
+        ]
+        if missing:
+            raise ValueError(f"{path} has no weights for layers {missing[:10]}")
+        hdf5_format.load_weights_from_hdf5_group_by_name(f, model)
+
+
+class FailOnNonFinite(tf.keras.callbacks.Callback):
+    """Stops training with :class:`NonFiniteLossError` as soon as the loss is not finite.
+
+    Unlike Keras' ``TerminateOnNaN`` it raises, so the process fails, and it must come
+    before any checkpointing callback: those never run for the broken batch.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            raise NonFiniteLossError(
+                f"Loss is {float(loss)} at batch {batch}: training stopped; no checkpoint of "
+                "this state was written"
+            )
+
+
+class EpochCheckpoint(tf.keras.callbacks.Callback):
+    """Saves the student's weights at every epoch end as ``epoch_{NNN}.weights.h5``."""
+
+    def __init__(self, student: tf.keras.Model, directory: str, keep: int = 3):
+        super().__init__()
+        self.student = student
+        self.directory = directory
+        self.keep = keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_weights(
+            self.student, os.path.join(self.directory, f"epoch_{epoch + 1:03d}.weights.h5")
+        )
+        files = sorted(f for f in os.listdir(self.directory) if f.startswith("epoch_"))
+        for old in files[: -self.keep]:
+            os.remove(os.path.join(self.directory, old))
+
+
+class Throughput(tf.keras.callbacks.Callback):
+    """Measures training images per second over the batches run by this process."""
+
+    def __init__(self, batch_size: int):
+        super().__init__()
+        self.batch_size = batch_size
+        self.images = 0
+        self.seconds = 0.0
+        self._start = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self.images += self.batch_size
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+def latest_checkpoint(directory: str) -> str | None:
+    """The newest epoch checkpoint in ``directory``, or None."""
+    if not os.path.isdir(directory):
+        return None
+    files = sorted(
+        f for f in os.listdir(directory) if f.startswith("epoch_") and f.endswith(".weights.h5")
+    )
+    return os.path.join(directory, files[-1]) if files else None
+
+
+def read_history(path: str) -> list[dict[str, str]]:
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_history(rows: list[dict[str, str]], path: str) -> str:
+    """Plots loss and top-1 (train and validation) against the run's epoch as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    x = list(range(1, len(rows) + 1))
+    for ax, key in zip(axes, ("loss", "top1")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = [float(r[prefix + key]) if r.get(prefix + key) else np.nan for r in rows]
+            ax.plot(x, values, style, label=("validation " if prefix else "train ") + key)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    stages = [r.get("stage") for r in rows]
+    for i in range(1, len(stages)):
+        if stages[i] != stages[i - 1]:
+            for ax in axes:
+                ax.axvline(i + 0.5, color="grey", lw=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,322 @@
+"""The frozen description of a training run: optimizer, schedule, losses, stages, the run.
+
+A recipe (an ``experiments/<name>.py`` file) is a :class:`TrainConfig` whose ``stages`` run one
+after another, each starting from the previous stage's weights. Durations are epochs; they are
+converted to steps once, in :mod:`bireal_larq.training.schedules`, from the run's steps per
+epoch. Learning rates are written for a reference batch size and scaled linearly to the run's
+batch size in code (:meth:`OptimizerConfig.scaled_learning_rate`).
+
+Every dataclass validates itself on construction; an invalid value raises ``ValueError``
+naming the field and the valid values.
+
+Sources:
+  [BR]   Bi-Real Net (seed 000) and the authors' PyTorch code.
+  [T#n]  trick n of the BNN training-tricks catalogue (seed 002).
+  [ZOO]  larq-zoo ``TrainBiRealNet``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+OPTIMIZERS = ("adam", "sgd", "bop")
+SCHEDULES = ("constant", "linear", "steps", "cosine")
+WARMUPS = ("constant", "linear")
+TRAINABLE = ("all", "batchnorm")
+TEACHER_SOURCES = ("previous", "registry", "model_file")
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+def _choice(owner: str, name: str, value: Any, valid) -> None:
+    if value not in valid:
+        raise ValueError(f"{owner}.{name}={value!r} is invalid; valid: {list(valid)}")
+
+
+def _at_least(owner: str, name: str, value, minimum, *, strict: bool = False) -> None:
+    bad = value is None or (value <= minimum if strict else value < minimum)
+    if bad:
+        op = ">" if strict else ">="
+        raise ValueError(f"{owner}.{name}={value!r} is out of range; valid: {op} {minimum}")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The optimizer of one stage and its base learning rate.
+
+    The learning rate is given for ``reference_batch_size``; the run's rate is
+    ``learning_rate * batch_size / reference_batch_size`` (linear scaling, [BR] README).
+    """
+
+    name: str = "adam"  # [T#7] Adam with default betas; "sgd" (momentum); "bop" [larq]
+    learning_rate: float = 1e-3
+    reference_batch_size: int = 256
+    momentum: float = 0.9  # SGD only
+    nesterov: bool = False  # SGD only
+    epsilon: float = 1e-7  # Adam (Keras default; PyTorch uses 1e-8)
+    # Bop flips binary (latent) weights; the other variables use Adam with ``learning_rate``.
+    bop_threshold: float = 1e-8
+    bop_gamma: float = 1e-4
+    gradient_centralization: bool = False  # [T#17] subtract the per-filter gradient mean
+
+    def __post_init__(self):
+        owner = "OptimizerConfig"
+        _choice(owner, "name", self.name, OPTIMIZERS)
+        _at_least(owner, "learning_rate", self.learning_rate, 0.0)
+        _at_least(owner, "reference_batch_size", self.reference_batch_size, 1)
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"{owner}.momentum={self.momentum} is out of range; valid: [0, 1)")
+        _at_least(owner, "epsilon", self.epsilon, 0.0, strict=True)
+        _at_least(owner, "bop_threshold", self.bop_threshold, 0.0, strict=True)
+        _at_least(owner, "bop_gamma", self.bop_gamma, 0.0, strict=True)
+
+    def scaled_learning_rate(self, batch_size: int) -> float:
+        """The base learning rate scaled linearly from the reference batch to ``batch_size``."""
+        return self.learning_rate * batch_size / self.reference_batch_size
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """A learning-rate schedule written in epochs (fractions allowed).
+
+    ``kind``: "constant"; "linear" decays to 0 at the end of the stage; "steps" multiplies by
+    ``factors[i]`` at ``boundaries[i]`` (a single factor applies at every boundary); "cosine"
+    decays to 0 at the end of the stage. A warm-up of ``warmup_epochs`` runs first at
+    ``warmup_factor`` times the rate ("constant", [T#8] one-stage) or ramps up to it ("linear").
+    ``per_epoch`` steps the rate once per epoch as PyTorch's ``LambdaLR`` does ([BR]).
+    """
+
+    kind: str = "constant"
+    boundaries: tuple[float, ...] = ()
+    factors: tuple[float, ...] = (0.1,)
+    warmup_epochs: float = 0.0
+    warmup_factor: float = 0.0
+    warmup: str = "linear"
+    per_epoch: bool = False
+
+    def __post_init__(self):
+        owner = "ScheduleConfig"
+        object.__setattr__(self, "boundaries", tuple(float(b) for b in self.boundaries))
+        object.__setattr__(self, "factors", tuple(float(f) for f in self.factors))
+        _choice(owner, "kind", self.kind, SCHEDULES)
+        _choice(owner, "warmup", self.warmup, WARMUPS)
+        _at_least(owner, "warmup_epochs", self.warmup_epochs, 0.0)
+        _at_least(owner, "warmup_factor", self.warmup_factor, 0.0)
+        if list(self.boundaries) != sorted(self.boundaries) or any(b <= 0 for b in self.boundaries):
+            raise ValueError(
+                f"{owner}.boundaries={self.boundaries} is invalid; valid: increasing epochs > 0"
+            )
+        if self.kind == "steps":
+            if not self.boundaries:
+                raise ValueError(f"{owner}.boundaries is empty; valid: >= 1 epoch for 'steps'")
+            if len(self.factors) not in (1, len(self.boundaries)):
+                raise ValueError(
+                    f"{owner}.factors={self.factors} is invalid; valid: one factor or one per "
+                    f"boundary ({len(self.boundaries)})"
+                )
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Where a teacher (knowledge distillation) or a label refinery comes from.
+
+    ``source``: "previous" (the model the previous stage finished with), "registry"
+    (``model`` + ``weights`` [+ ``model_overrides``, ``real_valued``]) or "model_file" (a
+    saved Keras model at ``path``).
+    """
+
+    source: str = "previous"
+    model: str | None = None
+    weights: str | None = None
+    path: str | None = None
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    real_valued: bool = False
+    twin_activation: str = "relu"
+
+    def __post_init__(self):
+        owner = "TeacherConfig"
+        _choice(owner, "source", self.source, TEACHER_SOURCES)
+        if self.source == "registry" and not self.model:
+            raise ValueError(f"{owner}.model is required for source='registry'")
+        if self.source == "model_file" and not self.path:
+            raise ValueError(f"{owner}.path is required for source='model_file'")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The training objective of a stage. All terms work with soft (mixup/cutmix) labels.
+
+    ``ce_weight * CE(smoothed targets) + kd_weight * T^2 KL(teacher_T || student_T)
+    + feature_weight * sum_stages ||f_t/|f_t| - f_s/|f_s|||^2 + center_weight * center``.
+    With a ``refinery`` the targets are the refinery model's predictions ([T#12] label
+    refinery); chaining stages with ``TeacherConfig("previous")`` repeats it for generations.
+    """
+
+    label_smoothing: float = 0.0  # [T#14] 0.1 (~+0.5 %)
+    ce_weight: float = 1.0
+    teacher: TeacherConfig | None = None  # [T#12] knowledge distillation
+    kd_weight: float = 0.0  # KL on temperature-softened logits
+    temperature: float = 1.0
+    feature_weight: float = 0.0  # L2-normalised feature maps at the stage outputs
+    refinery: TeacherConfig | None = None  # [T#12] label refinery
+    center_weight: float = 0.0  # [T#14] center loss (stage 2)
+    center_alpha: float = 0.5  # how fast the class centers follow the features
+
+    def __post_init__(self):
+        owner = "LossConfig"
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(
+                f"{owner}.label_smoothing={self.label_smoothing} is out of range; valid: [0, 1)"
+            )
+        for name in ("ce_weight", "kd_weight", "feature_weight", "center_weight"):
+            _at_least(owner, name, getattr(self, name), 0.0)
+        _at_least(owner, "temperature", self.temperature, 0.0, strict=True)
+        if not 0.0 < self.center_alpha <= 1.0:
+            raise ValueError(f"{owner}.center_alpha={self.center_alpha} is invalid; valid: (0, 1]")
+        if (self.kd_weight or self.feature_weight) and self.teacher is None:
+            raise ValueError(
+                f"{owner}.kd_weight/feature_weight need a teacher; valid: set "
+                "LossConfig.teacher=TeacherConfig(...) or leave both weights at 0"
+            )
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.teacher is not None and (self.kd_weight > 0 or self.feature_weight > 0)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of a recipe; it starts from the weights the previous stage finished with.
+
+    The stage's network is the run's model with ``model_overrides`` applied; ``real_valued``
+    builds its real-valued twin (``twin_activation`` where each sign was). Binary activations
+    with real weights ([T#5] stage 1) are ``model_overrides={"kernel_quantizer": None}``.
+    ``trainable="batchnorm"`` freezes everything but BatchNorm ([BR] Caffe final step).
+    """
+
+    name: str
+    epochs: int
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    weight_decay: float = 0.0  # [T#6] on conv/dense kernels only (not BN, not biases)
+    loss: LossConfig = field(default_factory=LossConfig)
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    real_valued: bool = False
+    twin_activation: str = "relu"
+    trainable: str = "all"
+    augment: Any = None  # a bireal_larq.data.AugmentConfig; None: the data package default
+
+    def __post_init__(self):
+        owner = f"StageConfig({self.name!r})"
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise ValueError(f"StageConfig.name={self.name!r} is invalid; valid: [A-Za-z0-9_]+")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"{owner}.epochs={self.epochs!r} is out of range; valid: an int >= 1")
+        _at_least(owner, "weight_decay", self.weight_decay, 0.0)
+        _choice(owner, "trainable", self.trainable, TRAINABLE)
+        _choice(
+            owner,
+            "twin_activation",
+            self.twin_activation,
+            ("relu", "leaky_clip", "clip", "identity"),
+        )
+        if self.optimizer.name == "bop" and self.real_valued:
+            raise ValueError(
+                f"{owner}: optimizer 'bop' trains binary weights, but the stage is real-valued; "
+                "valid: 'adam' or 'sgd'"
+            )
+        for boundary in self.schedule.boundaries:
+            if boundary >= self.epochs:
+                raise ValueError(
+                    f"{owner}.schedule.boundaries={self.schedule.boundaries} must lie inside the "
+                    f"stage; valid: epochs < {self.epochs}"
+                )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole run: model, data, the stages and how to execute them.
+
+    ``input_shape`` / ``num_classes`` default to the dataset's (``dataset_info``).
+    ``steps_per_epoch`` / ``validation_steps`` cap an epoch (smoke runs, quick looks).
+    """
+
+    model: str
+    dataset: str
+    stages: tuple[StageConfig, ...]
+    batch_size: int = 256
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, int, int] | None = None
+    num_classes: int | None = None
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    image_size: int | None = None
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. synthetic sizes
+    eval_batch_size: int | None = None
+    seed: int = 0
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    strategy: str = "auto"
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    deterministic: bool = False  # TF op determinism: resumed runs match bit for bit
+    backup_every_steps: int = 200  # BackupAndRestore frequency (fault tolerance)
+    # Resume mid-epoch at the exact data position by skipping the consumed batches; costs a
+    # pass over them, so large recipes turn it off and resume at the start of the data.
+    exact_resume: bool = True
+    experiment: str | None = None
+
+    def __post_init__(self):
+        owner = "TrainConfig"
+        object.__setattr__(self, "stages", tuple(self.stages))
+        if self.input_shape is not None:
+            object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        if not self.stages:
+            raise ValueError(f"{owner}.stages is empty; valid: at least one StageConfig")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{owner}.stages has duplicate names {names}; valid: unique names")
+        _at_least(owner, "batch_size", self.batch_size, 1)
+        if self.eval_batch_size is not None:
+            _at_least(owner, "eval_batch_size", self.eval_batch_size, 1)
+        if self.steps_per_epoch is not None:
+            _at_least(owner, "steps_per_epoch", self.steps_per_epoch, 1)
+        if self.validation_steps is not None:
+            _at_least(owner, "validation_steps", self.validation_steps, 1)
+        if self.num_classes is not None:
+            _at_least(owner, "num_classes", self.num_classes, 1)
+        _at_least(owner, "seed", self.seed, 0)
+        _at_least(owner, "backup_every_steps", self.backup_every_steps, 1)
+        _choice(owner, "strategy", self.strategy, STRATEGIES)
+        for i, stage in enumerate(self.stages):
+            for teacher in (stage.loss.teacher, stage.loss.refinery):
+                if teacher is not None and teacher.source == "previous" and i == 0:
+                    raise ValueError(
+                        f"{owner}: stage {stage.name!r} takes its teacher from the previous "
+                        "stage but is the first; valid: TeacherConfig(source='registry' or "
+                        "'model_file')"
+                    )
+
+    @property
+    def total_epochs(self) -> float:
+        return sum(s.epochs for s in self.stages)
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with ``changes``; ``None`` values are ignored (unset CLI flags)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _jsonable(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)

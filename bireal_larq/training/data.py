@@ -1,0 +1,145 @@
+"""The training side of the data contract: datasets per stage, sharded per replica.
+
+Everything about reading and preprocessing images lives in :mod:`bireal_larq.data`; this
+module only asks it for batches, repeats the training data (so a resumed run can skip to its
+exact position) and shards it over the replicas of a strategy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import tensorflow as tf
+
+from bireal_larq.training.config import StageConfig, TrainConfig
+
+DatasetFn = Callable[..., tuple[tf.data.Dataset, int]]
+
+
+def default_dataset_fn() -> DatasetFn:
+    from bireal_larq import data
+
+    if not hasattr(data, "get_dataset"):
+        raise ImportError("bireal_larq.data.get_dataset is not available in this checkout")
+    return data.get_dataset
+
+
+def dataset_info(config: TrainConfig):
+    """The data package's DatasetInfo of the run's dataset (sized like the model input).
+
+    Raises:
+        ValueError: the dataset name is unknown (the data package lists the valid ones).
+    """
+    from bireal_larq.data import dataset_info as info_of
+
+    kwargs = {k: v for k, v in config.dataset_kwargs.items() if k != "shuffle_buffer"}
+    if config.dataset == "synthetic" and config.num_classes is not None:
+        kwargs.setdefault("num_classes", config.num_classes)
+    info = info_of(config.dataset, data_dir=config.data_dir, **kwargs)
+    return info.with_image_size(config.image_size) if config.image_size else info
+
+
+def dataset_shape(config: TrainConfig) -> tuple[tuple[int, int, int], int]:
+    """The model's input shape and class count: explicit in ``config`` or the dataset's."""
+    info = dataset_info(config)
+    shape = tuple(config.input_shape or info.image_shape)
+    return shape, int(config.num_classes or info.num_classes)
+
+
+@dataclass
+class StageData:
+    train: Any
+    validation: Any
+    steps_per_epoch: int
+    validation_steps: int | None
+    train_examples: int
+
+
+def _kwargs(config: TrainConfig) -> dict[str, Any]:
+    kwargs = dict(config.dataset_kwargs)
+    for key in ("data_dir", "manual_dir", "image_size"):
+        if getattr(config, key) is not None:
+            kwargs[key] = getattr(config, key)
+    if config.num_classes is not None:
+        kwargs.setdefault("num_classes", config.num_classes)
+    return kwargs
+
+
+def stage_data(
+    config: TrainConfig,
+    stage: StageConfig,
+    strategy: tf.distribute.Strategy,
+    *,
+    skip_batches: int = 0,
+    dataset_fn: DatasetFn | None = None,
+) -> StageData:
+    """The training and validation data of ``stage`` under ``strategy``.
+
+    Args:
+        config: the run (dataset, batch size, seed, epoch caps).
+        stage: the stage (its augmentation).
+        strategy: the distribution strategy; with several replicas each gets its shard.
+        skip_batches: training batches already consumed (resuming from a backup).
+        dataset_fn: ``get_dataset``-compatible function (default: bireal_larq.data's).
+    """
+    get_dataset = dataset_fn or default_dataset_fn()
+    kwargs = _kwargs(config)
+    eval_batch = config.eval_batch_size or config.batch_size
+
+    def train_fn(context=None):
+        ds, _ = get_dataset(
+            config.dataset,
+            "train",
+            batch_size=config.batch_size,
+            training=True,
+            seed=config.seed,
+            augment=stage.augment,
+            input_context=context,
+            **kwargs,
+        )
+        # A fixed seed gives a fixed sequence of epoch orders; skipping the consumed
+        # batches puts a resumed run exactly where the interrupted one stopped.
+        ds = ds.repeat()
+        return ds.skip(skip_batches) if skip_batches else ds
+
+    def val_fn(context=None):
+        ds, _ = get_dataset(
+            config.dataset,
+            "test",
+            batch_size=eval_batch,
+            training=False,
+            seed=config.seed,
+            input_context=context,
+            **kwargs,
+        )
+        return ds
+
+    _, train_examples = get_dataset(
+        config.dataset,
+        "train",
+        batch_size=config.batch_size,
+        training=True,
+        seed=config.seed,
+        augment=stage.augment,
+        **kwargs,
+    )
+    steps = train_examples // config.batch_size
+    if steps < 1:
+        raise ValueError(
+            f"batch_size={config.batch_size} is larger than the {train_examples} training "
+            f"examples of {config.dataset!r}; valid: batch_size <= {train_examples}"
+        )
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
+    # None runs the whole test split.
+    val_steps = config.validation_steps
+    if strategy.num_replicas_in_sync > 1 or isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ):
+        train = strategy.distribute_datasets_from_function(train_fn)
+        validation = strategy.distribute_datasets_from_function(val_fn)
+    else:
+        train, validation = train_fn(), val_fn()
+    return StageData(train, validation, steps, val_steps, train_examples)

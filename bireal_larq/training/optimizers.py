@@ -1,0 +1,79 @@
+"""Optimizers of a stage, weight decay on chosen variables and gradient centralization.
+
+Keras' legacy optimizers are used throughout because larq's ``Bop`` and ``CaseOptimizer``
+are built on them (and mixing the two optimizer families in one model is not possible).
+"""
+
+from __future__ import annotations
+
+import larq as lq
+import tensorflow as tf
+
+from bireal_larq.training.config import OptimizerConfig, StageConfig
+from bireal_larq.training.schedules import build_schedule
+
+legacy = tf.keras.optimizers.legacy
+
+
+def build_optimizer(
+    stage: StageConfig, *, batch_size: int, steps_per_epoch: int
+) -> tf.keras.optimizers.legacy.Optimizer:
+    """The optimizer of ``stage`` with its schedule, scaled to ``batch_size``.
+
+    Args:
+        stage: the stage (optimizer, schedule and duration).
+        batch_size: the global batch size of the run (the learning rate scales linearly).
+        steps_per_epoch: optimizer steps per epoch (epochs become steps here).
+    """
+    config: OptimizerConfig = stage.optimizer
+    lr = build_schedule(
+        stage.schedule,
+        config.scaled_learning_rate(batch_size),
+        stage.epochs,
+        steps_per_epoch,
+    )
+    if config.name == "sgd":
+        return legacy.SGD(lr, momentum=config.momentum, nesterov=config.nesterov)
+    adam = legacy.Adam(lr, epsilon=config.epsilon)
+    if config.name == "adam":
+        return adam
+    # Bop owns the binary (latent) kernels; everything else is trained by Adam.
+    return lq.optimizers.CaseOptimizer(
+        (
+            lq.optimizers.Bop.is_binary_variable,
+            lq.optimizers.Bop(threshold=config.bop_threshold, gamma=config.bop_gamma),
+        ),
+        default_optimizer=adam,
+    )
+
+
+def decayed_variables(model: tf.keras.Model) -> list[tf.Variable]:
+    """The variables weight decay applies to: conv and dense kernels, not BN, not biases."""
+    return [v for v in model.trainable_variables if v.name.split("/")[-1].startswith("kernel")]
+
+
+def _all_layers(model: tf.keras.Model):
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def centralize(gradient: tf.Tensor, variable: tf.Variable) -> tf.Tensor:
+    """[T#17] Gradient centralization: remove the mean over each output unit's fan-in.
+
+    Applies to kernels (rank > 1); biases and BN parameters are left alone.
+    """
+    if gradient is None or len(variable.shape) < 2:
+        return gradient
+    axes = list(range(len(variable.shape) - 1))
+    return gradient - tf.reduce_mean(gradient, axis=axes, keepdims=True)
+
+
+def set_trainable(model: tf.keras.Model, which: str) -> None:
+    """ "all", or "batchnorm": freeze every layer except BatchNormalization ([BR] Caffe)."""
+    if which == "all":
+        return
+    for layer in _all_layers(model):
+        layer.trainable = isinstance(layer, tf.keras.layers.BatchNormalization)

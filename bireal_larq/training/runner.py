@@ -1,0 +1,407 @@
+"""``run_training``: a whole recipe, stage after stage, into one run directory.
+
+Layout of ``DIR`` (see also :mod:`bireal_larq.runs`)::
+
+    config.json            resolved configuration (model, model_overrides, input_shape, ...)
+    model.weights.h5       final float32 weights, loadable by name
+    summary.json           final top-1 / top-5, epochs, wall time, training images/s
+    history.csv, curves.png
+    logs/<stage>/          TensorBoard
+    stages/NN_<stage>/     backup/ (BackupAndRestore), checkpoints/epoch_NNN.weights.h5,
+                           history.csv, stage.weights.h5 + stage.json once the stage is done
+
+Rerunning the same configuration into ``DIR`` resumes: finished stages are skipped and the
+unfinished one continues from its last backup (epoch, step, optimizer state; the learning
+rate is a function of the restored step).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from typing import Any
+
+import tensorflow as tf
+
+from bireal_larq.models import create_model, get_model_config
+from bireal_larq.models.config import BiRealConfig, real_valued_twin
+from bireal_larq.runs import FINAL_WEIGHTS, RUN_CONFIG, write_run_config
+from bireal_larq.training import callbacks as cb
+from bireal_larq.training.config import StageConfig, TeacherConfig, TrainConfig
+from bireal_larq.training.data import DatasetFn, dataset_info, dataset_shape, stage_data
+from bireal_larq.training.distribute import (
+    check_batch_size,
+    get_strategy,
+    is_chief,
+    mixed_precision_policy,
+    task_id,
+)
+from bireal_larq.training.model import compile_for_recipe
+
+log = logging.getLogger(__name__)
+
+SUMMARY = "summary.json"
+STAGE_WEIGHTS = "stage.weights.h5"
+STAGE_DONE = "stage.json"
+# Keys of config.json that may change between a run and its resumption.
+_VOLATILE = ("overwrite",)
+
+
+class RunDirectoryConflict(ValueError):
+    """The output directory holds a run with a different configuration."""
+
+
+def stage_model_overrides(config: TrainConfig, stage: StageConfig) -> dict[str, Any]:
+    """The BiRealConfig overrides that build ``stage``'s network from ``config.model``.
+
+    A real-valued stage is expressed through the overrides of its twin, so every stage (and
+    the final model in ``config.json``) is rebuilt with a plain ``create_model(name, **o)``.
+    """
+    base = get_model_config(config.model)
+    resolved = get_model_config(config.model, **{**config.model_overrides, **stage.model_overrides})
+    if stage.real_valued:
+        resolved = real_valued_twin(resolved, stage.twin_activation)
+    return {
+        f.name: getattr(resolved, f.name)
+        for f in dataclasses.fields(BiRealConfig)
+        if getattr(resolved, f.name) != getattr(base, f.name)
+    }
+
+
+def resolve_run_config(config: TrainConfig) -> dict[str, Any]:
+    """Validates ``config`` against the registry and the dataset; the dict of config.json.
+
+    Raises:
+        ValueError: an unknown model, dataset or field value (listing the valid ones).
+    """
+    get_model_config(config.model, **config.model_overrides)
+    stages = [stage_model_overrides(config, s) for s in config.stages]
+    input_shape, num_classes = dataset_shape(config)
+    resolved = config.to_dict()
+    resolved.update(
+        model=config.model,
+        model_overrides=stages[-1],
+        input_shape=list(input_shape),
+        num_classes=num_classes,
+        dataset=config.dataset,
+        stage_model_overrides={s.name: o for s, o in zip(config.stages, stages)},
+    )
+    return resolved
+
+
+def _prepare_directory(run_dir: str, resolved: dict[str, Any], overwrite: bool) -> None:
+    path = os.path.join(run_dir, RUN_CONFIG)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+        new = json.loads(json.dumps(resolved, default=str))
+        differing = sorted(
+            k
+            for k in set(previous) | set(new)
+            if k not in _VOLATILE and previous.get(k) != new.get(k)
+        )
+        if differing and not overwrite:
+            raise RunDirectoryConflict(
+                f"{run_dir!r} holds a run with a different configuration (differs in "
+                f"{differing}); choose another --output_dir, or pass --overwrite to delete it"
+            )
+        if differing:
+            log.warning("--overwrite: deleting the previous run in %s", run_dir)
+            shutil.rmtree(run_dir)
+    write_run_config(run_dir, resolved)
+
+
+def _load_teacher(
+    teacher: TeacherConfig, config: TrainConfig, previous: str | None, input_shape, num_classes
+) -> tf.keras.Model:
+    if teacher.source == "model_file":
+        return tf.keras.models.load_model(teacher.path, compile=False)
+    if teacher.source == "previous":
+        if previous is None:
+            raise ValueError("The teacher comes from the previous stage, which has no weights")
+        return previous_stage_model(config, previous, input_shape, num_classes)
+    model = create_model(
+        teacher.model,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        real_valued=teacher.real_valued,
+        twin_activation=teacher.twin_activation,
+        **teacher.model_overrides,
+    )
+    if teacher.weights:
+        _load_any(model, teacher.weights)
+    return model
+
+
+def _load_any(model: tf.keras.Model, path: str) -> None:
+    """Files from this package by name; anything else through the model zoo's loader."""
+    try:
+        cb.load_weights(model, path)
+    except (KeyError, OSError, ValueError):
+        from bireal_larq.models import load_weights
+
+        load_weights(model, path)
+
+
+def previous_stage_model(config: TrainConfig, previous_dir: str, input_shape, num_classes):
+    with open(os.path.join(previous_dir, STAGE_DONE), encoding="utf-8") as f:
+        overrides = json.load(f)["model_overrides"]
+    model = create_model(
+        config.model, input_shape=input_shape, num_classes=num_classes, **overrides
+    )
+    cb.load_weights(model, os.path.join(previous_dir, STAGE_WEIGHTS))
+    return model
+
+
+def _resume_position(backup_dir: str, steps_per_epoch: int) -> int:
+    """Training batches consumed when the backup was taken (mirrors Keras' own counters)."""
+    checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
+    if checkpoint is None:
+        return 0
+    epoch = int(tf.train.load_variable(checkpoint, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    batch = int(tf.train.load_variable(checkpoint, "ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE"))
+    if epoch < 0 or batch < 0:
+        return 0
+    return epoch * steps_per_epoch + batch + 1
+
+
+def _run_stage(
+    config: TrainConfig,
+    index: int,
+    stage: StageConfig,
+    run_dir: str,
+    previous_dir: str | None,
+    strategy: tf.distribute.Strategy,
+    input_shape,
+    num_classes: int,
+    dataset_fn: DatasetFn | None,
+    verbose: int,
+) -> dict[str, Any]:
+    stage_dir = os.path.join(run_dir, "stages", f"{index + 1:02d}_{stage.name}")
+    done = os.path.join(stage_dir, STAGE_DONE)
+    if os.path.exists(done) and os.path.exists(os.path.join(stage_dir, STAGE_WEIGHTS)):
+        with open(done, encoding="utf-8") as f:
+            return json.load(f) | {"dir": stage_dir}
+    os.makedirs(stage_dir, exist_ok=True)
+    backup_dir = os.path.join(stage_dir, "backup")
+    overrides = stage_model_overrides(config, stage)
+    started = time.time()
+
+    # Steps per epoch must be known before the data (the skip) and the schedule.
+    probe = stage_data(config, stage, strategy, dataset_fn=dataset_fn)
+    skip = _resume_position(backup_dir, probe.steps_per_epoch) if config.exact_resume else 0
+    data = stage_data(config, stage, strategy, skip_batches=skip, dataset_fn=dataset_fn)
+    if skip:
+        print(f"[{stage.name}] resuming after {skip} training batches from {backup_dir}")
+
+    with strategy.scope():
+        model = create_model(
+            config.model, input_shape=input_shape, num_classes=num_classes, **overrides
+        )
+        if previous_dir is not None:
+            # Twin -> binary activations -> fully binary: same layer names, same shapes.
+            cb.load_weights(model, os.path.join(previous_dir, STAGE_WEIGHTS))
+        teacher = refinery = None
+        if stage.loss.needs_teacher:
+            teacher = _load_teacher(
+                stage.loss.teacher, config, previous_dir, input_shape, num_classes
+            )
+        if stage.loss.refinery is not None:
+            refinery = _load_teacher(
+                stage.loss.refinery, config, previous_dir, input_shape, num_classes
+            )
+        trainer = compile_for_recipe(
+            model,
+            stage,
+            batch_size=config.batch_size,
+            steps_per_epoch=data.steps_per_epoch,
+            teacher=teacher,
+            refinery=refinery,
+            jit_compile=config.jit_compile,
+        )
+
+    throughput = cb.Throughput(config.batch_size)
+    callbacks = [
+        cb.FailOnNonFinite(),  # first: a broken batch reaches no checkpointing callback
+        tf.keras.callbacks.BackupAndRestore(
+            backup_dir, save_freq=config.backup_every_steps, delete_checkpoint=False
+        ),
+        cb.EpochCheckpoint(model, os.path.join(stage_dir, "checkpoints")),
+        tf.keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
+        tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs", stage.name)),
+        throughput,
+    ]
+    print(
+        f"[{stage.name}] stage {index + 1}/{len(config.stages)}: {stage.epochs} epochs x "
+        f"{data.steps_per_epoch} steps, batch {config.batch_size}, "
+        f"lr {stage.optimizer.scaled_learning_rate(config.batch_size):g} "
+        f"({stage.optimizer.name})"
+    )
+    trainer.fit(
+        data.train,
+        epochs=stage.epochs,
+        steps_per_epoch=data.steps_per_epoch,
+        validation_data=data.validation,
+        validation_steps=data.validation_steps,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    cb.save_weights(model, os.path.join(stage_dir, STAGE_WEIGHTS))
+    result = {
+        "stage": stage.name,
+        "epochs": stage.epochs,
+        "steps_per_epoch": data.steps_per_epoch,
+        "model_overrides": overrides,
+        "wall_time_s": time.time() - started,
+        "train_images_per_s": throughput.images_per_second,
+    }
+    with open(done + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2, default=str)
+    os.replace(done + ".tmp", done)
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    return result | {"dir": stage_dir, "model": model, "trainer": trainer, "data": data}
+
+
+def run_training(
+    config: TrainConfig,
+    output_dir: str,
+    *,
+    overwrite: bool = False,
+    dataset_fn: DatasetFn | None = None,
+    verbose: int = 1,
+) -> dict[str, Any]:
+    """Runs every stage of ``config`` into ``output_dir`` and returns the summary.
+
+    Args:
+        config: the run.
+        output_dir: the run directory (created; resumed when it holds this configuration).
+        overwrite: delete a run made with a different configuration instead of refusing.
+        dataset_fn: a ``get_dataset``-compatible function (default: bireal_larq.data's).
+        verbose: Keras verbosity (1: progress bar).
+
+    Returns:
+        The summary also written to ``output_dir/summary.json``.
+
+    Raises:
+        ValueError: an invalid configuration, before any work.
+        RunDirectoryConflict: ``output_dir`` holds another configuration.
+        NonFiniteLossError: the loss became NaN or infinite (nothing is saved from it).
+    """
+    started = time.time()
+    resolved = resolve_run_config(config)
+    input_shape, num_classes = tuple(resolved["input_shape"]), resolved["num_classes"]
+
+    strategy = get_strategy(config.strategy)
+    check_batch_size(strategy, config.batch_size)
+    chief = is_chief(strategy)
+    run_dir = (
+        output_dir if chief else os.path.join(output_dir, "workers", f"worker_{task_id(strategy)}")
+    )
+    policy = "float32"
+    if config.mixed_precision:
+        policy = mixed_precision_policy(strategy)
+        print(f"mixed precision: {policy} (quantizers' signs and the softmax stay float32)")
+    resolved["dtype_policy"] = policy
+    resolved["replicas"] = strategy.num_replicas_in_sync
+    _prepare_directory(run_dir, resolved, overwrite)
+    class_names = dataset_info(config).class_names
+    if class_names:
+        from bireal_larq.data import save_class_names
+
+        save_class_names(run_dir, list(class_names))
+
+    tf.keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    previous_policy = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(policy)
+    try:
+        results, previous_dir = [], None
+        for index, stage in enumerate(config.stages):
+            result = _run_stage(
+                config,
+                index,
+                stage,
+                run_dir,
+                previous_dir,
+                strategy,
+                input_shape,
+                num_classes,
+                dataset_fn,
+                verbose,
+            )
+            results.append(result)
+            previous_dir = result["dir"]
+        final = results[-1]
+        if "trainer" not in final:  # every stage was already done: rebuild the last one
+            final |= _rebuild_final(config, final, strategy, input_shape, num_classes, dataset_fn)
+        metrics = final["trainer"].evaluate(
+            final["data"].validation,
+            steps=final["data"].validation_steps,
+            return_dict=True,
+            verbose=0,
+        )
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous_policy)
+
+    # Float32 variables under any policy: the file loads into a float32 model.
+    cb.save_weights(final["model"], os.path.join(run_dir, FINAL_WEIGHTS))
+    history = _merge_history(run_dir, results)
+    if history:
+        cb.plot_history(history, os.path.join(run_dir, "curves.png"))
+    images = sum(r["train_images_per_s"] * r["wall_time_s"] for r in results)
+    seconds = sum(r["wall_time_s"] for r in results)
+    summary = {
+        "model": config.model,
+        "experiment": config.experiment,
+        "dataset": config.dataset,
+        "top1": float(metrics["top1"]),
+        "top5": float(metrics["top5"]),
+        "loss": float(metrics["loss"]),
+        "epochs": sum(s.epochs for s in config.stages),
+        "stages": [
+            {k: v for k, v in r.items() if k not in ("model", "trainer", "data", "dir")}
+            for r in results
+        ],
+        "wall_time_s": time.time() - started,
+        "train_images_per_s": images / seconds if seconds else 0.0,
+        "dtype_policy": policy,
+        "replicas": strategy.num_replicas_in_sync,
+    }
+    with open(os.path.join(run_dir, SUMMARY), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, default=str)
+    print(f"top-1 {summary['top1']:.4f}  top-5 {summary['top5']:.4f}  -> {run_dir}")
+    return summary
+
+
+def _rebuild_final(config, final, strategy, input_shape, num_classes, dataset_fn):
+    stage = config.stages[-1]
+    data = stage_data(config, stage, strategy, dataset_fn=dataset_fn)
+    with strategy.scope():
+        model = previous_stage_model(config, final["dir"], input_shape, num_classes)
+        trainer = compile_for_recipe(
+            model,
+            dataclasses.replace(stage, loss=type(stage.loss)()),
+            batch_size=config.batch_size,
+            steps_per_epoch=data.steps_per_epoch,
+        )
+    return {"model": model, "trainer": trainer, "data": data}
+
+
+def _merge_history(run_dir: str, results: list[dict[str, Any]]) -> list[dict[str, str]]:
+    rows = []
+    for r in results:
+        for row in cb.read_history(os.path.join(r["dir"], "history.csv")):
+            rows.append({"stage": r["stage"], **row})
+    if rows:
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        with open(os.path.join(run_dir, "history.csv"), "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+    return rows
