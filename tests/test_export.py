@@ -144,8 +144,8 @@ def test_verification_on_given_real_images_and_the_agreement_threshold(tmp_path,
     assert report["verification"]["top1_agreement"] == 0.9
 
 
-def _single_classifier():
-    x = tf.keras.Input((8, 8, 4), name="image")
+def _single_classifier(shape=(8, 8, 4)):
+    x = tf.keras.Input(shape, name="image")
     y = _bconv(x, "conv")
     y = tf.keras.layers.BatchNormalization(name="bn")(y)
     y = tf.keras.layers.GlobalAveragePooling2D(name="pool")(y)
@@ -159,13 +159,13 @@ def _single_classifier():
 def test_verification_with_a_named_dataset_uses_the_data_contract(tmp_path, monkeypatch):
     calls = []
 
-    def get_dataset(name, split, *, batch_size, training, data_dir=None):
-        calls.append((name, split, training, data_dir))
+    def get_dataset(name, split, *, batch_size, training, data_dir=None, image_size=None):
+        calls.append((name, split, training, data_dir, image_size))
         return _fake_eval_dataset(n=20), 20
 
     import bireal_larq.data as data
 
-    monkeypatch.setattr(data, "get_dataset", get_dataset, raising=False)
+    monkeypatch.setattr(data, "get_dataset", get_dataset)
     report = export.export_model(
         _single_classifier(),
         str(tmp_path / "m.tflite"),
@@ -173,7 +173,7 @@ def test_verification_with_a_named_dataset_uses_the_data_contract(tmp_path, monk
         verify_samples=7,
         data_dir="/somewhere",
     )
-    assert calls == [("fake", "test", False, "/somewhere")]
+    assert calls == [("fake", "test", False, "/somewhere", (8, 8))]
     assert report["verification"]["samples"] == 7
     assert report["verification"]["source"] == "fake test split"
 
@@ -366,3 +366,13 @@ def test_every_registered_model_exports_fused_or_is_marked(name, tmp_path):
         with pytest.raises(export.ExportError, match="not LCE-compatible") as info:
             export.export_model(model, str(output), model_name=name, verify_samples=0)
         assert entry.lce_reason in str(info.value)
+
+
+def test_verification_on_the_synthetic_dataset_end_to_end(tmp_path):
+    model = _single_classifier(shape=(8, 8, 3))
+    report = export.export_model(
+        model, str(tmp_path / "m.tflite"), verify_dataset="synthetic", verify_samples=6
+    )
+    assert report["verification"]["real_images"] is True
+    assert report["verification"]["samples"] == 6
+    assert report["verification"]["top1_agreement"] >= 0.99

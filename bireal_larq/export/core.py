@@ -293,7 +293,7 @@ def export_model(
             source, real = "given images", True
         elif verify_dataset is not None:
             images, labels = verify_lib.dataset_images(
-                verify_dataset, verify_samples, data_dir=data_dir
+                verify_dataset, verify_samples, model.input_shape[1:], data_dir=data_dir
             )
             source, real = f"{verify_dataset} test split", True
         else:

@@ -105,17 +105,36 @@ def images_from(data: np.ndarray | tf.data.Dataset, n: int) -> tuple[np.ndarray,
     return array[:n].astype(np.float32), None
 
 
-def dataset_images(name: str, n: int, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def dataset_images(
+    name: str,
+    n: int,
+    image_shape: Sequence[int],
+    data_dir: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` test images of dataset ``name``, preprocessed for evaluation.
 
     Uses ``bireal_larq.data.get_dataset(name, "test", training=False)``: the same eval
-    preprocessing as training's evaluation.
+    preprocessing as training's evaluation, at the model's input size.
+
+    Raises:
+        ValueError: the dataset's images do not have the model's channel count.
     """
     from bireal_larq import data
 
     dataset, _ = data.get_dataset(
-        name, "test", batch_size=min(n, 64), training=False, data_dir=data_dir
+        name,
+        "test",
+        batch_size=min(n, 64),
+        training=False,
+        data_dir=data_dir,
+        image_size=tuple(image_shape[:2]),
     )
+    channels = dataset.element_spec[0].shape[-1]
+    if channels is not None and channels != image_shape[-1]:
+        raise ValueError(
+            f"Dataset {name!r} gives {channels}-channel images but the model takes "
+            f"{image_shape[-1]} channels (input {tuple(image_shape)})"
+        )
     images, labels = images_from(dataset, n)
     if labels is None:
         raise ValueError(f"Dataset {name!r} gave no labels")
