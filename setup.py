@@ -29,7 +29,8 @@ setup(
         "pillow",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel"],
+        # torch runs the PyTorch reference of the weight-conversion tests (CPU build).
+        "test": ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel", "torch"],
         "lint": ["ruff"],
         "pytorch": ["torch"],
     },

@@ -1,0 +1,40 @@
+"""Convert existing Bi-Real Net weights into this package's ``.h5`` format.
+
+    python -m bireal_larq.convert_weights --source=pytorch --input=checkpoint.pth.tar \
+        --output=birealnet18_torch.h5 [--model=birealnet18_torch]
+    python -m bireal_larq.convert_weights --source=larq_zoo --input=birealnet_weights.h5 \
+        --model=birealnet18 --output=birealnet18.h5
+
+The output loads with ``create_model(MODEL, weights=OUTPUT, **kwargs)``; the command prints
+the exact call (PyTorch checkpoints may imply a width and class count).
+"""
+
+import json
+import sys
+
+from absl import app, flags
+
+from bireal_larq.models.convert import convert_weights
+
+flags.DEFINE_enum("source", None, ["pytorch", "larq_zoo"], "Checkpoint format.")
+flags.DEFINE_string("input", None, "Checkpoint to convert (.pth / .pth.tar / .h5).")
+flags.DEFINE_string("model", None, "Registry name to convert for (default: from the file).")
+flags.DEFINE_string("output", None, "Where to write the .h5 weights.")
+flags.mark_flags_as_required(["source", "input", "output"])
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    try:
+        result = convert_weights(f.source, f.input, f.model, f.output)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        sys.exit(f"convert_weights: {err}")
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in result["create_model_kwargs"].items())
+    print(json.dumps(result, indent=2))
+    print(f"Load with: create_model({result['model']!r}, weights={f.output!r}"
+          + (f", {kwargs})" if kwargs else ")"))
+
+
+if __name__ == "__main__":
+    app.run(main)

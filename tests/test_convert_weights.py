@@ -1,0 +1,170 @@
+"""Existing weights in: the authors' PyTorch checkpoints and larq-zoo BiRealNet files.
+
+How the PyTorch comparison rules out every difference but rounding-level sign flips: the
+reference records the real-valued input of every binary conv; the Keras model exposes the
+same tensors. Any error of layout, padding, pooling, shortcut order or BatchNorm would change
+those inputs by far more than float rounding at the first layer where it occurs, so the test
+compares them tensor by tensor (tolerance 1e-4, relative to the tensor's scale) and requires
+that every sign disagreement sits within 1e-4 of zero. Only then are the logits compared.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+torch = pytest.importorskip("torch", reason="PyTorch is the optional extra bireal_larq[pytorch]")
+
+import torch_reference  # noqa: E402
+
+from bireal_larq.models import create_model  # noqa: E402
+from bireal_larq.models.convert import (  # noqa: E402
+    _torch_names,
+    convert_weights,
+    load_pytorch_state_dict,
+    state_dict_to_numpy,
+)
+
+WIDTH, CLASSES, SIZE = 16, 10, 64
+
+
+def keras_twin_of(depth, state):
+    model = create_model(f"birealnet{depth}_torch", base_filters=WIDTH, num_classes=CLASSES,
+                         input_shape=(SIZE, SIZE, 3))
+    load_pytorch_state_dict(model, state_dict_to_numpy(state))
+    return model
+
+
+def compare(net, model, depth, seed=0):
+    x = torch.from_numpy(np.random.default_rng(seed).normal(size=(4, 3, SIZE, SIZE))
+                         .astype("float32"))
+    with torch.no_grad():
+        expected = net(x).numpy()
+    # The Keras tensors that the reference's binary convs binarize, matched by name.
+    keras_name = {prefix: name for name, (_, prefix) in _torch_names(depth).items()}
+    convs = torch_reference.sign_convs(net)
+    probe = tf.keras.Model(
+        model.input,
+        [model.get_layer("logits").output]
+        + [model.get_layer(keras_name[n]).input for n in convs])
+    logits, *inputs = probe(x.numpy().transpose(0, 2, 3, 1), training=False)
+    smallest = np.inf
+    for (name, conv), keras_in in zip(convs.items(), inputs):
+        ref = conv.recorded.numpy().transpose(0, 2, 3, 1)
+        ours = keras_in.numpy()
+        scale = max(1.0, float(np.abs(ref).max()))
+        flips = (ref >= 0) != (ours >= 0)
+        assert np.all(np.abs(ref[flips]) < 1e-4), f"{name}: a sign differs away from zero"
+        np.testing.assert_allclose(ours, ref, atol=1e-4 * scale, err_msg=name)
+        smallest = min(smallest, float(np.abs(ref).min()))
+    logits = logits.numpy()
+    spread = expected.max() - expected.min()
+    assert spread > 1.0, "the logits should vary: the comparison must not be trivial"
+    np.testing.assert_allclose(logits, expected, atol=1e-4 * spread)
+    np.testing.assert_array_equal(logits.argmax(1), expected.argmax(1))
+    return smallest
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50])
+def test_authors_checkpoint_converts_to_identical_logits(depth, tmp_path):
+    net = torch_reference.build(depth, WIDTH, CLASSES)
+    if depth == 18:
+        # The dict train.py saves, from an nn.DataParallel model ("module." prefix).
+        state = {"module." + k: v for k, v in net.state_dict().items()}
+        torch.save({"epoch": 3, "state_dict": state, "best_top1_acc": 0.5,
+                    "optimizer": {"state": {}}}, tmp_path / "checkpoint.pth.tar")
+        path = tmp_path / "checkpoint.pth.tar"
+    else:
+        torch.save(net.state_dict(), tmp_path / "model.pth")
+        path = tmp_path / "model.pth"
+    if depth in (18, 34):
+        flat = net.state_dict()["layer1.0.binary_conv.weights"]
+        assert flat.shape == (WIDTH * WIDTH * 9, 1)  # the authors' flattened storage
+
+    out = tmp_path / "converted.h5"
+    result = convert_weights("pytorch", str(path), None, str(out))
+    assert result["model"] == f"birealnet{depth}_torch"
+    assert result["create_model_kwargs"] == {"base_filters": WIDTH, "num_classes": CLASSES}
+    model = create_model(result["model"], weights=str(out), input_shape=(SIZE, SIZE, 3),
+                         **result["create_model_kwargs"])
+    compare(net, model, depth)
+
+
+def test_bn_epsilon_difference_is_folded():
+    net = torch_reference.build(18, WIDTH, CLASSES, seed=1)
+    model = create_model("birealnet18_torch", base_filters=WIDTH, num_classes=CLASSES,
+                         input_shape=(SIZE, SIZE, 3), bn_epsilon=1e-3)
+    load_pytorch_state_dict(model, state_dict_to_numpy(net.state_dict()))
+    compare(net, model, 18, seed=1)
+
+
+def test_tensorflow_aligned_model_is_refused():
+    state = state_dict_to_numpy(torch_reference.build(18, WIDTH, CLASSES).state_dict())
+    model = create_model("birealnet18", base_filters=WIDTH, num_classes=CLASSES)
+    with pytest.raises(ValueError, match="birealnet18_torch"):
+        load_pytorch_state_dict(model, state)
+
+
+def test_mismatches_are_errors():
+    state = state_dict_to_numpy(torch_reference.build(18, WIDTH, CLASSES).state_dict())
+    model = keras_twin_of(18, torch_reference.build(18, WIDTH, CLASSES).state_dict())
+
+    missing = dict(state)
+    del missing["layer2.0.bn1.running_var"]
+    with pytest.raises(ValueError, match=r"missing keys \['layer2.0.bn1.running_var'\]"):
+        load_pytorch_state_dict(model, missing)
+
+    unexpected = {**state, "layer1.0.extra.weight": np.zeros(3, "float32")}
+    with pytest.raises(ValueError, match=r"unexpected keys \['layer1.0.extra.weight'\]"):
+        load_pytorch_state_dict(model, unexpected)
+
+    wrong = {**state, "fc.weight": np.zeros((CLASSES, 3), "float32")}
+    with pytest.raises(ValueError, match="shape mismatches.*logits"):
+        load_pytorch_state_dict(model, wrong)
+
+    other = state_dict_to_numpy(torch_reference.build(34, WIDTH, CLASSES).state_dict())
+    with pytest.raises(ValueError, match="Bi-Real Net 34.*birealnet34_torch"):
+        load_pytorch_state_dict(model, other)
+
+    with pytest.raises(ValueError, match="holds no state dict"):
+        state_dict_to_numpy({"epoch": 1, "state_dict": {}})
+
+
+def test_cli_converts_and_reports_errors(tmp_path):
+    net = torch_reference.build(18, WIDTH, CLASSES)
+    torch.save(net.state_dict(), tmp_path / "m.pth")
+    cmd = [sys.executable, "-m", "bireal_larq.convert_weights", "--source=pytorch",
+           f"--input={tmp_path / 'm.pth'}", f"--output={tmp_path / 'out.h5'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "create_model('birealnet18_torch'" in done.stdout
+    assert (tmp_path / "out.h5").exists()
+
+    bad = cmd[:-1] + [f"--output={tmp_path / 'o.h5'}", "--model=birealnet34_torch"]
+    done = subprocess.run(bad, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "Bi-Real Net 18" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("include_top", [True, False])
+def test_larq_zoo_weights_convert(include_top, tmp_path):
+    import larq_zoo
+
+    zoo = larq_zoo.literature.BiRealNet(weights=None, include_top=include_top,
+                                        input_shape=(64, 64, 3), num_classes=CLASSES)
+    rng = np.random.default_rng(0)
+    for layer in zoo.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.3, b.shape),
+                               rng.normal(0, 0.3, m.shape), rng.uniform(0.5, 2, v.shape)])
+    zoo.save_weights(tmp_path / "zoo.h5")
+    result = convert_weights("larq_zoo", str(tmp_path / "zoo.h5"), "birealnet18",
+                             str(tmp_path / "ours.h5"))
+    assert result["include_top"] is include_top
+    model = create_model("birealnet18", weights=str(tmp_path / "ours.h5"),
+                         input_shape=(64, 64, 3), **result["create_model_kwargs"])
+    x = rng.normal(size=(2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(model(x).numpy(), zoo(x).numpy(), atol=1e-5)
