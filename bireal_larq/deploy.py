@@ -1,0 +1,229 @@
+"""Inference API: classify images with an exported ``.tflite`` through LCE's interpreter.
+
+The raw images go through :func:`bireal_larq.data.eval_preprocess`, the function that
+evaluation during training uses, so deployment cannot drift from what the model was
+validated on::
+
+    from bireal_larq.deploy import Classifier
+
+    clf = Classifier("fmnist.tflite")            # dataset read from the export report
+    clf.classify(["shoe.png", "shirt.jpg"])      # file paths
+    clf.classify(uint8_image)                    # one (H, W, C) array or a batch (N, H, W, C)
+    clf.predict(preprocessed_batch)              # float32 model inputs, shape checked exactly
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from bireal_larq.export.core import read_report
+from bireal_larq.export.flatbuffer import read_flatbuffer
+from bireal_larq.export.verify import interpreter as make_interpreter
+from bireal_larq.export.verify import run_flatbuffer
+
+ImageInput = str | os.PathLike | np.ndarray | tf.Tensor
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top classes of one image, best first."""
+
+    index: int
+    label: str
+    score: float
+    top_k: tuple[tuple[int, str, float], ...]
+
+
+def default_use_indirect_bgemm() -> bool:
+    """On x86-64 LCE's indirect bgemm is several times faster than its default kernel."""
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+class Classifier:
+    """An exported Bi-Real Net ready to classify raw images.
+
+    Args:
+        tflite_path: the ``.tflite`` written by :func:`bireal_larq.export.export_model`.
+        dataset: the dataset whose eval preprocessing (size, mean/std) the model expects;
+            default: the ``dataset`` recorded in the export report beside the file.
+        class_names: labels by index; default: the dataset's class names, else the indices.
+        num_threads: interpreter threads.
+        use_indirect_bgemm: LCE kernel choice; default: the fastest for this host.
+        data_dir: data directory for :func:`bireal_larq.data.dataset_info`.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        NotAFlatbufferError: the file is not a TFLite flatbuffer.
+        ValueError: the dataset's images do not fit the model input (channel count).
+    """
+
+    def __init__(
+        self,
+        tflite_path: str | os.PathLike,
+        *,
+        dataset: str | None = None,
+        class_names: Sequence[str] | None = None,
+        num_threads: int = 1,
+        use_indirect_bgemm: bool | None = None,
+        data_dir: str | None = None,
+    ):
+        self.path = os.fspath(tflite_path)
+        flatbuffer = read_flatbuffer(self.path)
+        if use_indirect_bgemm is None:
+            use_indirect_bgemm = default_use_indirect_bgemm()
+        try:
+            self._interpreter = make_interpreter(
+                flatbuffer, num_threads=num_threads, use_indirect_bgemm=use_indirect_bgemm
+            )
+        except Exception as e:  # the interpreter's own message is terse
+            raise ValueError(f"{self.path!r} could not be loaded by LCE's interpreter: {e}") from e
+        shape = tuple(int(v) for v in self._interpreter.input_shapes[0])
+        if len(shape) != 4:
+            raise ValueError(
+                f"{self.path!r} takes inputs of shape {shape}; expected an image model"
+            )
+        self.input_shape: tuple[int, int, int] = shape[1:]  # type: ignore[assignment]
+        self.num_classes = int(self._interpreter.output_shapes[0][-1])
+        report = read_report(self.path) or {}
+        self.dataset = dataset or report.get("dataset")
+        self._data_dir = data_dir
+        self._info = None
+        if self.dataset is not None:
+            from bireal_larq import data
+
+            info = data.dataset_info(self.dataset, data_dir=data_dir)
+            info = info.with_image_size(self.input_shape[:2])
+            if info.channels != self.input_shape[-1]:
+                raise ValueError(
+                    f"Dataset {self.dataset!r} has {info.channels}-channel images but the model "
+                    f"takes {self.input_shape[-1]} channels (input {self.input_shape})"
+                )
+            self._info = info
+            if class_names is None and info.class_names:
+                class_names = info.class_names
+        if class_names is not None and len(class_names) != self.num_classes:
+            raise ValueError(
+                f"{len(class_names)} class names given for a model with {self.num_classes} classes"
+            )
+        self.class_names = tuple(class_names) if class_names else None
+
+    # ----------------------------------------------------------------------------------
+    def _expected(self) -> str:
+        h, w, c = self.input_shape
+        return (
+            f"a file path, a uint8 image (H, W, {c}) or batch (N, H, W, {c}), a list of these, "
+            f"or float32 preprocessed model inputs (N, {h}, {w}, {c})"
+        )
+
+    def _raw_batch(self, array: np.ndarray, what: str) -> np.ndarray:
+        """uint8 (H, W, C) or (N, H, W, C) -> preprocessed float32 (N, h, w, c)."""
+        if array.ndim not in (3, 4):
+            raise ValueError(
+                f"{what} has rank {array.ndim} (shape {array.shape}); expected {self._expected()}"
+            )
+        channels = array.shape[-1]
+        if channels not in (1, 3, 4):
+            raise ValueError(
+                f"{what} has {channels} channels (shape {array.shape}); expected 1, 3 or 4 "
+                f"channels (converted to the model's {self.input_shape[-1]})"
+            )
+        if 0 in array.shape:
+            raise ValueError(f"{what} is empty (shape {array.shape}); expected {self._expected()}")
+        if self._info is None:
+            raise ValueError(
+                f"{self.path!r} does not record its dataset, so raw images cannot be "
+                "preprocessed: pass Classifier(..., dataset=NAME) or give float32 model inputs"
+            )
+        from bireal_larq import data
+
+        batch = array if array.ndim == 4 else array[np.newaxis]
+        return data.eval_preprocess(batch, self._info).numpy()
+
+    def _as_array(self, item: Any, what: str) -> np.ndarray:
+        if isinstance(item, str | os.PathLike):
+            from bireal_larq import data
+
+            channels = 1 if self.input_shape[-1] == 1 else 3
+            try:
+                return data.load_image(os.fspath(item), channels=channels).numpy()
+            except (FileNotFoundError, ValueError):
+                raise
+            except Exception as e:  # noqa: BLE001 - name the file whatever TF raised
+                raise ValueError(f"Cannot read image {os.fspath(item)!r}: {e}") from e
+        if isinstance(item, tf.Tensor):
+            item = item.numpy()
+        if not isinstance(item, np.ndarray):
+            raise ValueError(f"{what} is a {type(item).__name__}; expected {self._expected()}")
+        return item
+
+    def preprocess(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
+        """Any accepted input -> float32 model inputs ``(N, H, W, C)``.
+
+        Raises:
+            ValueError: wrong rank, dtype, size or channel count, or an unreadable file (the
+                message names the expected input).
+            FileNotFoundError: a path that does not exist.
+        """
+        if isinstance(images, list | tuple):
+            if not images:
+                raise ValueError(f"No images given; expected {self._expected()}")
+            return np.concatenate(
+                [self.preprocess(self._as_array(x, f"images[{i}]")) for i, x in enumerate(images)]
+            )
+        array = self._as_array(images, "the input")
+        if array.dtype == np.uint8:
+            return self._raw_batch(array, "the image")
+        if array.dtype == np.float32:
+            return self._check_model_input(array)
+        raise ValueError(
+            f"The input has dtype {array.dtype}; expected {self._expected()} (raw images must be "
+            "uint8 in [0, 255])"
+        )
+
+    def _check_model_input(self, array: np.ndarray) -> np.ndarray:
+        batch = array[np.newaxis] if array.ndim == 3 else array
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"float32 input of shape {array.shape} does not match the model input "
+                f"(N, {', '.join(map(str, self.input_shape))}); expected {self._expected()}"
+            )
+        return batch
+
+    def predict(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
+        """Class probabilities ``(N, num_classes)`` for any accepted input."""
+        return run_flatbuffer(self._interpreter, self.preprocess(images))
+
+    def classify(
+        self, images: ImageInput | Sequence[ImageInput], top_k: int = 1
+    ) -> list[Prediction]:
+        """The top ``top_k`` classes of every image (one :class:`Prediction` per image)."""
+        if not isinstance(top_k, int) or not 1 <= top_k <= self.num_classes:
+            raise ValueError(f"top_k={top_k!r} is invalid; valid: 1..{self.num_classes}")
+        probabilities = self.predict(images)
+        predictions = []
+        for row in probabilities:
+            order = np.argsort(-row, kind="stable")[:top_k]
+            top = tuple((int(i), self._label(int(i)), float(row[i])) for i in order)
+            predictions.append(Prediction(*top[0], top_k=top))
+        return predictions
+
+    def _label(self, index: int) -> str:
+        return self.class_names[index] if self.class_names else str(index)
+
+
+def classify(
+    tflite_path: str | os.PathLike,
+    images: ImageInput | Sequence[ImageInput],
+    *,
+    dataset: str | None = None,
+    top_k: int = 1,
+) -> list[Prediction]:
+    """One-shot :meth:`Classifier.classify`."""
+    return Classifier(tflite_path, dataset=dataset).classify(images, top_k=top_k)

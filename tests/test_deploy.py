@@ -1,0 +1,136 @@
+"""The inference API: classification of files, arrays and batches, and clear input errors."""
+
+from __future__ import annotations
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bireal_larq import data, export
+from bireal_larq.deploy import Classifier, classify
+
+SHAPE = (8, 8, 3)
+CLASSES = 4
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny binary classifier exported with ``dataset="synthetic"`` in its report."""
+    tf.keras.utils.set_random_seed(0)
+    x = tf.keras.Input(SHAPE, name="image")
+    y = lq.layers.QuantConv2D(
+        8,
+        3,
+        padding="same",
+        input_quantizer="approx_sign",
+        kernel_quantizer="magnitude_aware_sign",
+        use_bias=False,
+        name="conv",
+    )(x)
+    y = tf.keras.layers.BatchNormalization(name="bn")(y)
+    y = tf.keras.layers.GlobalAveragePooling2D(name="pool")(y)
+    y = tf.keras.layers.Dense(CLASSES, name="logits")(y)
+    y = tf.keras.layers.Activation("softmax", name="predictions")(y)
+    model = tf.keras.Model(x, y, name="tiny")
+    path = tmp_path_factory.mktemp("deploy") / "tiny.tflite"
+    export.export_model(model, str(path), verify_samples=0, metadata={"dataset": "synthetic"})
+    return model, path
+
+
+def _images(n, size=SHAPE, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, *size), dtype=np.uint8)
+
+
+def test_classifies_arrays_and_batches_like_keras_with_eval_preprocessing(exported):
+    model, path = exported
+    clf = Classifier(path)
+    assert clf.dataset == "synthetic" and clf.input_shape == SHAPE
+    batch = _images(5)
+    expected = model(data.eval_preprocess(batch, clf._info), training=False).numpy()
+    probabilities = clf.predict(batch)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    predictions = clf.classify(batch, top_k=2)
+    assert [p.index for p in predictions] == list(expected.argmax(-1))
+    assert all(len(p.top_k) == 2 and p.top_k[0][2] >= p.top_k[1][2] for p in predictions)
+    # One image (H, W, C) and a list of images give the same answers as the batch.
+    np.testing.assert_allclose(clf.predict(batch[0]), probabilities[:1], atol=1e-6)
+    np.testing.assert_allclose(clf.predict(list(batch[:2])), probabilities[:2], atol=1e-6)
+    # Images of another size are resized by the eval preprocessing, as in training.
+    assert clf.predict(_images(1, (16, 12, 3))).shape == (1, CLASSES)
+
+
+def test_classifies_image_files(exported, tmp_path):
+    _, path = exported
+    images = _images(2, seed=3)
+    files = []
+    for i, image in enumerate(images):
+        f = tmp_path / f"img{i}.png"
+        f.write_bytes(tf.io.encode_png(image).numpy())
+        files.append(str(f))
+    clf = Classifier(path)
+    np.testing.assert_allclose(clf.predict(files), clf.predict(images), atol=1e-6)
+    labels = classify(path, files[0])
+    assert len(labels) == 1 and labels[0].label == str(labels[0].index)
+
+
+def test_float32_inputs_are_taken_as_preprocessed_and_shape_checked(exported):
+    model, path = exported
+    clf = Classifier(path)
+    x = np.random.default_rng(1).standard_normal((3, *SHAPE)).astype(np.float32)
+    np.testing.assert_allclose(clf.predict(x), model(x, training=False).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match=r"float32 input of shape \(3, 9, 8, 3\).*\(N, 8, 8, 3\)"):
+        clf.predict(np.zeros((3, 9, 8, 3), np.float32))
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (np.zeros((8, 8), np.uint8), r"rank 2 .*expected a file path, a uint8 image \(H, W, 3\)"),
+        (np.zeros((1, 1, 8, 8, 3), np.uint8), "rank 5"),
+        (np.zeros((8, 8, 3), np.float64), "dtype float64; expected .*uint8"),
+        (np.zeros((8, 8, 3), np.int32), "dtype int32"),
+        (np.zeros((8, 8, 5), np.uint8), "5 channels .*expected 1, 3 or 4"),
+        (np.zeros((0, 8, 3), np.uint8), "empty"),
+        ([], "No images given"),
+        (3.5, "float; expected"),
+    ],
+)
+def test_bad_inputs_name_the_expected_input(exported, bad, message):
+    _, path = exported
+    with pytest.raises(ValueError, match=message):
+        Classifier(path).predict(bad)
+
+
+def test_bad_files(exported, tmp_path):
+    _, path = exported
+    clf = Classifier(path)
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        clf.predict(str(tmp_path / "nope.png"))
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ValueError, match="corrupt.jpg"):
+        clf.predict(str(corrupt))
+    not_tflite = tmp_path / "model.tflite"
+    not_tflite.write_bytes(b"PK\x03\x04 a zip file, not a flatbuffer")
+    with pytest.raises(export.NotAFlatbufferError, match="not a TFLite flatbuffer"):
+        Classifier(not_tflite)
+    with pytest.raises(FileNotFoundError, match="expected a .tflite file"):
+        Classifier(tmp_path / "missing.tflite")
+
+
+def test_dataset_and_class_name_mismatches(exported, tmp_path):
+    _, path = exported
+    with pytest.raises(ValueError, match="3 class names given for a model with 4 classes"):
+        Classifier(path, class_names=["a", "b", "c"])
+    clf = Classifier(path, class_names=["a", "b", "c", "d"])
+    assert clf.classify(_images(1))[0].label in "abcd"
+    # Without a known dataset raw images cannot be preprocessed; float inputs still work.
+    bare = tmp_path / "bare.tflite"
+    bare.write_bytes(path.read_bytes())
+    clf = Classifier(bare)
+    with pytest.raises(ValueError, match="pass Classifier\\(..., dataset=NAME\\)"):
+        clf.predict(_images(1))
+    assert clf.predict(np.zeros((1, *SHAPE), np.float32)).shape == (1, CLASSES)
+    with pytest.raises(ValueError, match="top_k=9 is invalid; valid: 1..4"):
+        clf.classify(np.zeros((1, *SHAPE), np.float32), top_k=9)
