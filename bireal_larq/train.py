@@ -30,6 +30,7 @@ from bireal_larq.training import (
     run_training,
 )
 from bireal_larq.training.config import STRATEGIES, OptimizerConfig
+from bireal_larq.training.recipes import with_epochs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Registered model name (default: the experiment's).")
@@ -67,16 +68,6 @@ def default_config(model: str, dataset: str) -> TrainConfig:
     )
 
 
-def _with_epochs(stage: StageConfig, epochs: int) -> StageConfig:
-    scale = epochs / stage.epochs
-    schedule = dataclasses.replace(
-        stage.schedule,
-        boundaries=tuple(b * scale for b in stage.schedule.boundaries),
-        warmup_epochs=stage.schedule.warmup_epochs * scale,
-    )
-    return dataclasses.replace(stage, epochs=epochs, schedule=schedule)
-
-
 def _with_learning_rate(stages, learning_rate: float):
     first = stages[0].optimizer.learning_rate
     ratio = learning_rate / first if first else 1.0
@@ -112,7 +103,7 @@ def config_from_flags() -> TrainConfig:
     if FLAGS.epochs is not None:
         if FLAGS.epochs < 1:
             raise ValueError(f"--epochs={FLAGS.epochs} is out of range; valid: >= 1")
-        stages = tuple(_with_epochs(s, FLAGS.epochs) for s in stages)
+        stages = tuple(with_epochs(s, FLAGS.epochs) for s in stages)
     if FLAGS.learning_rate is not None:
         if not FLAGS.learning_rate > 0:
             raise ValueError(f"--learning_rate={FLAGS.learning_rate} is out of range; valid: > 0")
