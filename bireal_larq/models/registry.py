@@ -135,3 +135,23 @@ def create_model(
 
         load_weights(model, weights)
     return model
+
+
+def model_table_markdown() -> str:
+    """The README's model table: every registered name, what it changes, and its source."""
+    default = BiRealConfig()
+    rows = [
+        "| model | changes from `BiRealConfig()` | source | LCE |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in list_models():
+        entry = get_entry(name)
+        config = entry.config
+        changes = ", ".join(
+            f"`{f.name}={getattr(config, f.name)!r}`"
+            for f in dataclasses.fields(config)
+            if getattr(config, f.name) != getattr(default, f.name)
+        )
+        lce = "yes" if entry.lce_compatible else f"no: {entry.lce_reason}"
+        rows.append(f"| `{name}` | {changes or '(defaults)'} | {entry.source} | {lce} |")
+    return "\n".join(rows)
