@@ -159,12 +159,13 @@ def invert(image, bin_, seed):
 def autocontrast(image, bin_, seed):
     """Per channel, stretches [min, max] to [0, 255] (PIL ImageOps.autocontrast, cutoff 0)."""
     del bin_, seed
-    x = tf.cast(image, tf.float32)
+    x = tf.cast(image, tf.float64)  # PIL builds its lookup table in double precision
     lo = tf.reduce_min(x, axis=[0, 1])
     hi = tf.reduce_max(x, axis=[0, 1])
     scale = tf.where(hi > lo, 255.0 / tf.maximum(hi - lo, 1.0), 1.0)
-    offset = tf.where(hi > lo, lo, 0.0)
-    return _to_uint8(tf.math.floor((x - offset) * scale))
+    offset = tf.where(hi > lo, -lo * scale, 0.0)
+    out = tf.clip_by_value(tf.math.floor(x * scale + offset), 0.0, 255.0)
+    return tf.cast(out, tf.uint8)
 
 
 def _equalize_channel(channel: tf.Tensor) -> tf.Tensor:

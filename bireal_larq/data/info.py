@@ -289,7 +289,9 @@ def _tfds_metadata(name: str, data_dir: str | None) -> tuple[tuple[str, ...] | N
         builder = tfds.builder(name, data_dir=default_data_dir(data_dir))
         names = tuple(builder.info.features["label"].names)
         counts = {}
-        if builder.is_prepared():
+        from bireal_larq.data.sources import is_prepared
+
+        if is_prepared(builder):
             counts = {k: int(v.num_examples) for k, v in builder.info.splits.items()}
         return names, counts
     except Exception:  # noqa: BLE001 - metadata is best effort; the loader reports real errors

@@ -36,7 +36,10 @@ def split_seed(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
 
 def decode_image(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:
     """Decodes JPEG (RGB, grayscale or CMYK), PNG, GIF or BMP bytes to uint8 (H, W, channels)."""
-    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    # TF cannot turn a CMYK JPEG into one channel directly: go through RGB.
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    if channels == 1:
+        image = tf.cast(tf.round(grayscale(tf.cast(image, tf.float32))), tf.uint8)
     image.set_shape([None, None, channels])
     return image
 
@@ -81,14 +84,16 @@ def decode_random_crop(
         shape = tf.image.extract_jpeg_shape(encoded)
         begin, size = _sample_crop_window(shape, seed, area_range, aspect_ratio_range)
         window = tf.concat([begin, size], axis=0)
-        return tf.image.decode_and_crop_jpeg(encoded, window, channels=channels)
+        return tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
 
     def fallback():
-        image = decode_image(encoded, channels)
+        image = decode_image(encoded, 3)
         begin, size = _sample_crop_window(tf.shape(image), seed, area_range, aspect_ratio_range)
-        return tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([size, [channels]], 0))
+        return tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([size, [3]], 0))
 
     image = tf.cond(tf.io.is_jpeg(encoded), fused, fallback)
+    if channels == 1:  # via RGB: TF cannot decode CMYK JPEGs to one channel
+        image = tf.cast(tf.round(grayscale(tf.cast(image, tf.float32))), tf.uint8)
     image.set_shape([None, None, channels])
     return image
 

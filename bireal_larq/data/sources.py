@@ -17,6 +17,7 @@ from typing import Any
 import tensorflow as tf
 
 from bireal_larq.data.info import TFDS_DATASETS, default_data_dir
+from bireal_larq.data.preprocessing import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ def tfds_root(data_dir: str | None = None) -> str:
     from tensorflow_datasets.core import constants
 
     return os.path.expanduser(str(constants.DATA_DIR))
+
+
+def is_prepared(builder: Any) -> bool:
+    """True once TFDS has finished writing the builder's data (it renames a temp dir last)."""
+    return tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json"))
 
 
 @contextmanager
@@ -132,11 +138,11 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
     tfds = _tfds()
     root = tfds_root(data_dir)
     builder = tfds.builder(name, data_dir=root)
-    if builder.is_prepared():
+    if is_prepared(builder):
         return builder
     with _file_lock(os.path.join(root, f".{name}.prepare.lock")):
         builder = tfds.builder(name, data_dir=root)  # another process may have finished it
-        if builder.is_prepared():
+        if is_prepared(builder):
             return builder
         manual = _manual_dir(name, manual_dir, root)
         log.info("Preparing %s in %s from %s", name, root, manual or "the internet")
@@ -159,12 +165,13 @@ def fashion_mnist_available(manual_dir: str = FASHION_MNIST_DIR) -> bool:
 # Image files
 
 
-def _decode_reason(data: bytes, channels: int) -> str | None:
+def _decode_reason(data: bytes, channels: int = 3) -> str | None:
     """None when ``data`` decodes, else the decoder's complaint."""
+    del channels  # decoding always goes through RGB (see preprocessing.decode_image)
     if not data:
         return "the file is empty"
     try:
-        tf.io.decode_image(data, channels=channels, expand_animations=False)
+        tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
         return e.message.splitlines()[0] if e.message else type(e).__name__
     return None
@@ -192,7 +199,7 @@ def load_image(path: str, channels: int = 3) -> tf.Tensor:
     reason = _decode_reason(data, channels)
     if reason:
         raise CorruptImageError(f"Cannot decode image {path}: {reason}")
-    return tf.io.decode_image(data, channels=channels, expand_animations=False)
+    return decode_image(data, channels)
 
 
 class SkipReport:
