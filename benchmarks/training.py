@@ -1,0 +1,112 @@
+"""Training throughput, side by side in one process: this project vs larq-zoo vs the twin.
+
+    .venv/bin/python benchmarks/training.py --rounds=3 --steps=4 --out=runs/bench/training.json
+
+For each input size it times ``model.fit`` steps (after a warm-up) of:
+  * ``birealnet18`` (this project) and ``larq_zoo.literature.BiRealNet`` (same data, batch,
+    optimizer), which are the same network: the ratio shows the cost of this project's code;
+  * the real-valued twin of ``birealnet18``: the ratio shows the cost of binarization.
+At the small-input size the project's ``birealnet18_small`` and its twin are added.
+Rounds interleave the models (A B C A B C ...) so machine noise hits all of them alike; the
+table reports the median images/s and ratios. Results are ratios on this host only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import larq_zoo  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bireal_larq import create_model  # noqa: E402
+
+
+def _models(size: int, classes: int) -> dict[str, tf.keras.Model]:
+    shape = (size, size, 3)
+    models = {
+        "birealnet18 (bireal_larq)": lambda: create_model(
+            "birealnet18", input_shape=shape, num_classes=classes),
+        "BiRealNet (larq-zoo)": lambda: larq_zoo.literature.BiRealNet(
+            weights=None, input_shape=shape, num_classes=classes),
+        "birealnet18 real-valued twin": lambda: create_model(
+            "birealnet18", input_shape=shape, num_classes=classes, real_valued=True),
+    }
+    if size <= 32:
+        models["birealnet18_small (bireal_larq)"] = lambda: create_model(
+            "birealnet18_small", input_shape=shape, num_classes=classes)
+        models["birealnet18_small real-valued twin"] = lambda: create_model(
+            "birealnet18_small", input_shape=shape, num_classes=classes, real_valued=True)
+    return models
+
+
+def _fitter(build, size: int, classes: int, batch: int, steps: int):
+    model = build()
+    model.compile(tf.keras.optimizers.Adam(1e-3), "categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch * steps, size, size, 3)).astype("float32")
+    y = tf.one_hot(rng.integers(0, classes, batch * steps), classes).numpy()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache()
+    model.fit(data, epochs=1, verbose=0)  # warm-up: tracing and first-step costs
+
+    def run() -> float:
+        start = time.perf_counter()
+        model.fit(data, epochs=1, verbose=0)
+        return batch * steps / (time.perf_counter() - start)
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="224,32", help="input sizes, comma separated")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--out", default="runs/bench/training.json")
+    args = parser.parse_args()
+
+    results = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        classes = args.classes if size > 32 else 10
+        runners = {name: _fitter(build, size, classes, args.batch, args.steps)
+                   for name, build in _models(size, classes).items()}
+        samples: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(args.rounds):
+            for name, run in runners.items():
+                samples[name].append(run())
+        for name, values in samples.items():
+            results.append({"size": size, "model": name, "images_per_s": statistics.median(values),
+                            "samples": values})
+        tf.keras.backend.clear_session()
+
+    lines = ["| input | model | images/s (median) | vs larq-zoo | vs real-valued twin |",
+             "| --- | --- | --- | --- | --- |"]
+    for row in results:
+        same = {r["model"]: r["images_per_s"] for r in results if r["size"] == row["size"]}
+        zoo = same.get("BiRealNet (larq-zoo)")
+        twin_name = ("birealnet18_small real-valued twin" if "small" in row["model"]
+                     else "birealnet18 real-valued twin")
+        twin = same.get(twin_name)
+        ratio_zoo = f"{row['images_per_s'] / zoo:.2f}x" if zoo and "twin" not in row["model"] \
+            and "small" not in row["model"] else ""
+        ratio_twin = f"{row['images_per_s'] / twin:.2f}x" if twin and "twin" not in row[
+            "model"] and "larq-zoo" not in row["model"] else ""
+        lines.append(f"| {row['size']}x{row['size']} | {row['model']} | "
+                     f"{row['images_per_s']:.1f} | {ratio_zoo} | {ratio_twin} |")
+    table = "\n".join(lines)
+    print(table)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump({"args": vars(args), "results": results, "table": table}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
