@@ -1,0 +1,356 @@
+"""Latency of exported models: on the host through LCE's interpreter, on a device through
+LCE's ``lce_benchmark_model`` binary, and the float twin with XNNPACK for comparison.
+
+Host numbers are for comparing models and kernels on one machine; what a Raspberry Pi or a
+phone does is measured with ``lce_benchmark_model`` there (see ``docs/raspberry_pi.md``),
+whose output :func:`parse_lce_benchmark_output` reads into the same table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+KERNELS = ("default", "indirect_bgemm")
+BGEMM_CHOICES = ("auto", *KERNELS)
+
+
+@dataclasses.dataclass
+class Timing:
+    """Latency of one model, runtime and thread count, in milliseconds."""
+
+    model: str
+    runtime: str  # "lce/indirect_bgemm", "lce/default", "tflite/xnnpack", "lce_benchmark_model"
+    threads: int
+    runs: int
+    warmup: int
+    median_ms: float | None
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    p25_ms: float | None = None
+    p75_ms: float | None = None
+    size_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_counts(threads: int, warmup: int, runs: int) -> None:
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads={threads!r} is invalid; valid: an integer >= 1")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup={warmup!r} is invalid; valid: an integer >= 0")
+    if not isinstance(runs, int) or runs < 2:
+        raise ValueError(f"runs={runs!r} is invalid; valid: an integer >= 2")
+
+
+def _summary(
+    samples_s: Sequence[float], *, model: str, runtime: str, threads: int, warmup: int, size: int
+) -> Timing:
+    ms = np.asarray(samples_s) * 1e3
+    return Timing(
+        model=model,
+        runtime=runtime,
+        threads=threads,
+        runs=len(ms),
+        warmup=warmup,
+        median_ms=float(np.median(ms)),
+        mean_ms=float(ms.mean()),
+        std_ms=float(ms.std(ddof=1)),
+        min_ms=float(ms.min()),
+        max_ms=float(ms.max()),
+        p25_ms=float(np.percentile(ms, 25)),
+        p75_ms=float(np.percentile(ms, 75)),
+        size_bytes=size,
+    )
+
+
+def time_flatbuffer(
+    flatbuffer: bytes,
+    *,
+    model: str = "model",
+    threads: int = 1,
+    warmup: int = 5,
+    runs: int = 30,
+    kernel: str = "indirect_bgemm",
+    xnnpack: bool = False,
+    seed: int = 0,
+) -> Timing:
+    """Times single-image inference of ``flatbuffer`` in LCE's interpreter.
+
+    Args:
+        flatbuffer: an LCE or plain TFLite model.
+        model: its name in the table.
+        threads: interpreter threads.
+        warmup: untimed runs first (allocation, caches).
+        runs: timed runs; the median and spread are over these.
+        kernel: "indirect_bgemm" or "default", LCE's bgemm for ``LceBconv2d``.
+        xnnpack: run through TFLite's XNNPACK delegate (for float models).
+
+    Raises:
+        ValueError: invalid counts or kernel.
+    """
+    from bireal_larq.export.verify import interpreter
+
+    _check_counts(threads, warmup, runs)
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel={kernel!r} is invalid; valid: {list(KERNELS)}")
+    it = interpreter(
+        flatbuffer,
+        num_threads=threads,
+        use_indirect_bgemm=kernel == "indirect_bgemm",
+        use_xnnpack=xnnpack,
+    )
+    shape = tuple(it.input_shapes[0])
+    dtype = np.dtype(it.input_types[0])
+    rng = np.random.default_rng(seed)
+    if dtype == np.int8:
+        x = rng.integers(-128, 128, shape, dtype=np.int8)
+    else:
+        x = rng.standard_normal(shape).astype(dtype)
+    for _ in range(warmup):
+        it.predict(x)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        it.predict(x)
+        samples.append(time.perf_counter() - start)
+    runtime = "tflite/xnnpack" if xnnpack else f"lce/{kernel}"
+    return _summary(
+        samples, model=model, runtime=runtime, threads=threads, warmup=warmup, size=len(flatbuffer)
+    )
+
+
+def fastest_kernel(
+    flatbuffer: bytes, *, threads: int = 1, warmup: int = 2, runs: int = 5
+) -> tuple[str, dict[str, float]]:
+    """Probes LCE's bgemm kernels on this host; returns the fastest and every probe median."""
+    medians = {
+        k: time_flatbuffer(
+            flatbuffer, threads=threads, warmup=warmup, runs=runs, kernel=k
+        ).median_ms
+        for k in KERNELS
+    }
+    return min(medians, key=medians.get), medians
+
+
+def host_latency(
+    flatbuffer: bytes,
+    *,
+    model: str = "model",
+    max_threads: int = 1,
+    warmup: int = 5,
+    runs: int = 30,
+    bgemm: str = "auto",
+) -> tuple[list[Timing], dict[str, Any]]:
+    """Latency with 1..``max_threads`` threads, with the fastest bgemm kernel for the host.
+
+    Returns:
+        ``(timings, info)``: one :class:`Timing` per thread count, and ``info`` with the chosen
+        ``bgemm`` and, for "auto", the probe medians of each kernel (1 thread).
+    """
+    if bgemm not in BGEMM_CHOICES:
+        raise ValueError(f"bgemm={bgemm!r} is invalid; valid: {list(BGEMM_CHOICES)}")
+    if not isinstance(max_threads, int) or max_threads < 1:
+        raise ValueError(f"max_threads={max_threads!r} is invalid; valid: an integer >= 1")
+    info: dict[str, Any] = {}
+    if bgemm == "auto":
+        bgemm, info["bgemm_probe_ms"] = fastest_kernel(flatbuffer)
+    info["bgemm"] = bgemm
+    timings = [
+        time_flatbuffer(flatbuffer, model=model, threads=n, warmup=warmup, runs=runs, kernel=bgemm)
+        for n in range(1, max_threads + 1)
+    ]
+    return timings, info
+
+
+def float_twin_flatbuffer(
+    model_name: str,
+    *,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int = 1000,
+    overrides: dict[str, Any] | None = None,
+) -> bytes:
+    """The real-valued twin of a registered model, converted by the plain TFLite converter.
+
+    Untrained weights: latency does not depend on their values.
+    """
+    import tensorflow as tf
+
+    from bireal_larq.models import create_model
+
+    twin = create_model(
+        model_name,
+        input_shape=tuple(input_shape) if input_shape is not None else None,
+        num_classes=num_classes,
+        real_valued=True,
+        **(overrides or {}),
+    )
+    return tf.lite.TFLiteConverter.from_keras_model(twin).convert()
+
+
+# ------------------------------------------------------------------------------ device binary
+
+_COUNT_LINE = re.compile(r"count=(\d+)((?:\s+\w+=[-\d.e+]+)+)")
+_SUMMARY_LINE = re.compile(r"Inference timings in us:(.*)")
+_THREADS_LINE = re.compile(r"Num threads:\s*\[(\d+)\]")
+_SIZE_LINE = re.compile(r"model file size \(MB\):\s*([\d.]+)")
+
+
+def parse_lce_benchmark_output(text: str) -> dict[str, Any]:
+    """Reads the timings printed by ``lce_benchmark_model`` (TFLite's benchmark tool).
+
+    Args:
+        text: its stdout/stderr.
+
+    Returns:
+        ``threads`` (if printed), ``model_size_mb`` (if printed), ``warmup`` and ``inference``
+        (each ``count``, ``first``, ``curr``, ``min``, ``max``, ``avg``, ``std`` in ms) and
+        ``summary_ms`` (Init, First inference, Warmup (avg), Inference (avg)).
+
+    Raises:
+        ValueError: the text holds no benchmark timings.
+    """
+    runs = []
+    for match in _COUNT_LINE.finditer(text):
+        values = {"count": int(match.group(1))}
+        for pair in match.group(2).split():
+            key, value = pair.split("=")
+            values[key] = float(value) / 1e3  # the tool prints microseconds
+        runs.append(values)
+    summary_match = _SUMMARY_LINE.search(text)
+    if not runs or summary_match is None:
+        raise ValueError(
+            "No timings found: expected lce_benchmark_model output with 'count=... avg=...' "
+            "lines and an 'Inference timings in us:' line"
+        )
+    summary = {}
+    for part in summary_match.group(1).split(","):
+        if ":" in part:
+            key, value = part.rsplit(":", 1)
+            summary[key.strip()] = float(value) / 1e3
+    result: dict[str, Any] = {
+        "warmup": runs[0] if len(runs) > 1 else None,
+        "inference": runs[-1],
+        "summary_ms": summary,
+    }
+    threads = _THREADS_LINE.search(text)
+    result["threads"] = int(threads.group(1)) if threads else None
+    size = _SIZE_LINE.search(text)
+    result["model_size_mb"] = float(size.group(1)) if size else None
+    return result
+
+
+def run_lce_benchmark_model(
+    binary: str,
+    tflite_path: str,
+    *,
+    threads: int = 1,
+    model: str | None = None,
+    extra_args: Sequence[str] = (),
+    timeout_s: float = 600,
+) -> tuple[Timing, dict[str, Any]]:
+    """Runs LCE's benchmark binary on ``tflite_path`` and parses its timings.
+
+    Args:
+        binary: path of ``lce_benchmark_model`` (or a wrapper that runs it on a device).
+        tflite_path: the model.
+        threads: ``--num_threads``.
+        model: its name in the table (default: the file name).
+        extra_args: more flags for the binary.
+
+    Returns:
+        ``(timing, parsed)``: the inference run as a :class:`Timing` (no median: the tool
+        prints mean and std) and everything :func:`parse_lce_benchmark_output` read.
+
+    Raises:
+        FileNotFoundError: the binary or the model does not exist.
+        RuntimeError: the binary failed (its output is quoted).
+        ValueError: its output holds no timings.
+    """
+    if not os.path.isfile(binary):
+        raise FileNotFoundError(f"lce_benchmark_model binary {binary!r} not found")
+    if not os.access(binary, os.X_OK):
+        raise FileNotFoundError(f"lce_benchmark_model binary {binary!r} is not executable")
+    if not os.path.isfile(tflite_path):
+        raise FileNotFoundError(f"TFLite model {tflite_path!r} not found")
+    command = [binary, f"--graph={tflite_path}", f"--num_threads={threads}", *extra_args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    output = done.stdout + "\n" + done.stderr
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} exited with {done.returncode}:\n{output.strip()[-2000:]}"
+        )
+    parsed = parse_lce_benchmark_output(output)
+    run = parsed["inference"]
+    timing = Timing(
+        model=model or os.path.basename(tflite_path),
+        runtime="lce_benchmark_model",
+        threads=parsed["threads"] or threads,
+        runs=run["count"],
+        warmup=parsed["warmup"]["count"] if parsed["warmup"] else 0,
+        median_ms=None,
+        mean_ms=run["avg"],
+        std_ms=run.get("std", float("nan")),
+        min_ms=run["min"],
+        max_ms=run["max"],
+        size_bytes=os.path.getsize(tflite_path),
+    )
+    return timing, parsed
+
+
+# ------------------------------------------------------------------------------ output
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def format_table(timings: Sequence[Timing]) -> str:
+    """A markdown table of timings (ms), one row per model, runtime and thread count."""
+    header = (
+        "| model | runtime | threads | median ms | IQR ms | mean ms | std ms | min ms | "
+        "max ms | runs | size MB |"
+    )
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for t in timings:
+        iqr = None if t.p25_ms is None or t.p75_ms is None else t.p75_ms - t.p25_ms
+        size = "-" if t.size_bytes is None else f"{t.size_bytes / 1e6:.2f}"
+        lines.append(
+            f"| {t.model} | {t.runtime} | {t.threads} | {_fmt(t.median_ms)} | {_fmt(iqr)} | "
+            f"{_fmt(t.mean_ms)} | {_fmt(t.std_ms)} | {_fmt(t.min_ms)} | {_fmt(t.max_ms)} | "
+            f"{t.runs} | {size} |"
+        )
+    return "\n".join(lines)
+
+
+def median_of(timings: Sequence[Timing], model: str, threads: int) -> float | None:
+    """The median (or the mean, for device rows) of one row of the table."""
+    for t in timings:
+        if t.model == model and t.threads == threads:
+            return t.median_ms if t.median_ms is not None else t.mean_ms
+    return None
+
+
+__all__ = [
+    "BGEMM_CHOICES",
+    "KERNELS",
+    "Timing",
+    "fastest_kernel",
+    "float_twin_flatbuffer",
+    "format_table",
+    "host_latency",
+    "median_of",
+    "parse_lce_benchmark_output",
+    "run_lce_benchmark_model",
+    "time_flatbuffer",
+]

@@ -1,0 +1,108 @@
+"""Latency of an exported ``.tflite``: a markdown table on stdout and a JSON file.
+
+Examples::
+
+    # host latency through LCE's interpreter, 1..2 threads, fastest bgemm for this host
+    python -m bireal_larq.benchmark birealnet18.tflite --max_threads=2 --compare_float
+    # LCE's official benchmark binary (on a Raspberry Pi, or through a wrapper that runs it there)
+    python -m bireal_larq.benchmark birealnet18.tflite --lce_benchmark_model=./lce_benchmark_model
+
+``--compare_float`` rebuilds the real-valued twin of the exported model (named in the export
+report beside the file, or by ``--model``), converts it with the plain TFLite converter and
+times it with XNNPACK in the same process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("max_threads", 1, "Time with 1..N interpreter threads.")
+flags.DEFINE_integer("warmup", 5, "Untimed runs before timing.")
+flags.DEFINE_integer("runs", 30, "Timed runs per configuration.")
+flags.DEFINE_enum("bgemm", "auto", ["auto", "default", "indirect_bgemm"], "LCE bgemm kernel.")
+flags.DEFINE_bool("compare_float", False, "Also time the real-valued twin with XNNPACK.")
+flags.DEFINE_string("model", None, "Registry name of the model (default: from the report).")
+flags.DEFINE_string("lce_benchmark_model", None, "Path of LCE's benchmark binary to run too.")
+flags.DEFINE_string("json_output", None, "JSON results (default: <model>.benchmark.json).")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        raise app.UsageError("Usage: python -m bireal_larq.benchmark MODEL.tflite [flags]")
+    from bireal_larq import benchmark
+    from bireal_larq.export import read_flatbuffer, read_report
+
+    path = argv[1]
+    try:
+        flatbuffer = read_flatbuffer(path)
+        report = read_report(path) or {}
+        name = FLAGS.model or report.get("model") or os.path.basename(path)
+        timings, info = benchmark.host_latency(
+            flatbuffer,
+            model=name,
+            max_threads=FLAGS.max_threads,
+            warmup=FLAGS.warmup,
+            runs=FLAGS.runs,
+            bgemm=FLAGS.bgemm,
+        )
+        if FLAGS.compare_float:
+            if FLAGS.model is None and "model" not in report:
+                raise ValueError(
+                    f"--compare_float needs the model's registry name: no export report beside "
+                    f"{path!r}; pass --model=NAME"
+                )
+            twin = benchmark.float_twin_flatbuffer(
+                name,
+                input_shape=report.get("input_shape"),
+                num_classes=report.get("num_classes", 1000),
+                overrides=report.get("model_overrides"),
+            )
+            info["float_twin_size_bytes"] = len(twin)
+            for n in range(1, FLAGS.max_threads + 1):
+                timings.append(
+                    benchmark.time_flatbuffer(
+                        twin,
+                        model=f"{name} (float twin)",
+                        threads=n,
+                        warmup=FLAGS.warmup,
+                        runs=FLAGS.runs,
+                        xnnpack=True,
+                    )
+                )
+        device = []
+        if FLAGS.lce_benchmark_model:
+            for n in range(1, FLAGS.max_threads + 1):
+                timing, parsed = benchmark.run_lce_benchmark_model(
+                    FLAGS.lce_benchmark_model, path, threads=n, model=name
+                )
+                timings.append(timing)
+                device.append(parsed)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"benchmark failed: {e}", file=sys.stderr)
+        return 1
+    table = benchmark.format_table(timings)
+    print(table)
+    output = FLAGS.json_output or os.path.splitext(path)[0] + ".benchmark.json"
+    with open(output, "w", encoding="utf-8") as f:
+        json.dump(
+            {
+                "tflite": os.path.abspath(path),
+                **info,
+                "timings": [t.to_dict() for t in timings],
+                "lce_benchmark_model": device or None,
+                "table": table,
+            },
+            f,
+            indent=2,
+        )
+    print(f"\nJSON: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

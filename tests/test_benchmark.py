@@ -1,0 +1,200 @@
+"""Latency tooling: the lce_benchmark_model parser, the binary runner, host timing, the CLI.
+
+No test asserts a speed: timings depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+
+import larq as lq
+import pytest
+import tensorflow as tf
+
+from bireal_larq import benchmark, export
+
+# The output of lce_benchmark_model (TFLite's benchmark tool with LCE's ops) for a BiRealNet
+# flatbuffer, 1 thread, in the tool's format: a warm-up run, the timed run, then the summary.
+SAMPLE_OUTPUT = """\
+STARTING!
+Log parameter values verbosely: [0]
+Num threads: [1]
+Graph: [/home/pi/birealnet18.tflite]
+#threads used for CPU inference: [1]
+Loaded model /home/pi/birealnet18.tflite
+INFO: Initialized TensorFlow Lite runtime.
+The input model file size (MB): 4.18236
+Initialized session in 3.512ms.
+Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if \
+exceeding 150 seconds.
+count=6 first=92118 curr=85703 min=85422 max=92118 avg=86678.3 std=2426
+
+Running benchmark for at least 50 iterations and at least 1 seconds but terminate if \
+exceeding 150 seconds.
+count=50 first=85611 curr=85390 min=85104 max=86523 avg=85412.6 std=251
+
+Inference timings in us: Init: 3512, First inference: 92118, Warmup (avg): 86678.3, \
+Inference (avg): 85412.6
+Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE \
+to the actual memory footprint of the model at runtime. Take the information at your own risk.
+Memory footprint delta from the start of the tool (MB): init=5.41016 overall=16.3242
+"""
+
+
+def test_parser_reads_the_recorded_sample():
+    parsed = benchmark.parse_lce_benchmark_output(SAMPLE_OUTPUT)
+    assert parsed["threads"] == 1
+    assert parsed["model_size_mb"] == pytest.approx(4.18236)
+    assert parsed["warmup"]["count"] == 6
+    run = parsed["inference"]
+    assert run["count"] == 50
+    assert run["avg"] == pytest.approx(85.4126)
+    assert run["std"] == pytest.approx(0.251)
+    assert (run["min"], run["max"]) == (pytest.approx(85.104), pytest.approx(86.523))
+    assert parsed["summary_ms"]["Inference (avg)"] == pytest.approx(85.4126)
+    assert parsed["summary_ms"]["First inference"] == pytest.approx(92.118)
+    assert parsed["summary_ms"]["Init"] == pytest.approx(3.512)
+
+
+def test_parser_rejects_other_output():
+    with pytest.raises(ValueError, match="No timings found.*Inference timings in us"):
+        benchmark.parse_lce_benchmark_output("Segmentation fault\n")
+    with pytest.raises(ValueError, match="No timings found"):
+        benchmark.parse_lce_benchmark_output("count=3 avg=1\n")  # no summary line
+
+
+def _fake_binary(tmp_path, body: str) -> str:
+    path = tmp_path / "lce_benchmark_model"
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def _tiny_tflite(tmp_path, report: dict | None = None) -> str:
+    x = tf.keras.Input((8, 8, 3), name="image")
+    y = lq.layers.QuantConv2D(
+        8,
+        3,
+        padding="same",
+        input_quantizer="approx_sign",
+        kernel_quantizer="magnitude_aware_sign",
+        use_bias=False,
+        name="conv",
+    )(x)
+    y = tf.keras.layers.GlobalAveragePooling2D()(y)
+    y = tf.keras.layers.Dense(3, activation="softmax")(y)
+    path = str(tmp_path / "tiny.tflite")
+    with open(path, "wb") as f:
+        f.write(export.convert(tf.keras.Model(x, y)))
+    if report is not None:
+        with open(export.report_path(path), "w") as f:
+            json.dump(report, f)
+    return path
+
+
+def test_runs_a_fake_benchmark_binary_and_parses_it(tmp_path):
+    # The fake checks its arguments like the real tool would, then prints the sample.
+    sample = tmp_path / "sample.txt"
+    sample.write_text(SAMPLE_OUTPUT.replace("Num threads: [1]", "Num threads: [2]"))
+    binary = _fake_binary(
+        tmp_path,
+        'case "$1" in --graph=*) ;; *) echo "bad args $*" >&2; exit 2;; esac\n'
+        '[ "$2" = "--num_threads=2" ] || { echo "bad threads $2" >&2; exit 2; }\n'
+        f'cat "{sample}"\n',
+    )
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"x" * 100)
+    timing, parsed = benchmark.run_lce_benchmark_model(binary, str(model), threads=2, model="m")
+    assert timing.runtime == "lce_benchmark_model" and timing.threads == 2
+    assert timing.mean_ms == pytest.approx(85.4126) and timing.median_ms is None
+    assert timing.runs == 50 and timing.warmup == 6 and timing.size_bytes == 100
+    assert "| m | lce_benchmark_model | 2 | - |" in benchmark.format_table([timing])
+
+
+def test_benchmark_binary_failures_are_explained(tmp_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match="binary .* not found"):
+        benchmark.run_lce_benchmark_model(str(tmp_path / "nope"), str(model))
+    failing = _fake_binary(
+        tmp_path, 'echo "ERROR: Op type not registered LceBconv2d" >&2\nexit 1\n'
+    )
+    with pytest.raises(RuntimeError, match="(?s)exited with 1.*LceBconv2d"):
+        benchmark.run_lce_benchmark_model(failing, str(model))
+    with pytest.raises(FileNotFoundError, match="TFLite model"):
+        benchmark.run_lce_benchmark_model(failing, str(tmp_path / "missing.tflite"))
+
+
+def test_host_latency_shapes_and_kernel_choice(tmp_path):
+    flatbuffer = open(_tiny_tflite(tmp_path), "rb").read()
+    timings, info = benchmark.host_latency(flatbuffer, model="tiny", max_threads=2, runs=3)
+    assert [t.threads for t in timings] == [1, 2]
+    assert info["bgemm"] in benchmark.KERNELS
+    assert set(info["bgemm_probe_ms"]) == set(benchmark.KERNELS)
+    for t in timings:
+        assert t.runtime == f"lce/{info['bgemm']}" and t.runs == 3
+        assert 0 < t.min_ms <= t.median_ms <= t.max_ms and math.isfinite(t.std_ms)
+    table = benchmark.format_table(timings)
+    assert table.count("\n") == 3 and "| tiny | lce/" in table
+    with pytest.raises(ValueError, match="bgemm='fast' is invalid"):
+        benchmark.host_latency(flatbuffer, bgemm="fast")
+    with pytest.raises(ValueError, match="runs=1 is invalid"):
+        benchmark.time_flatbuffer(flatbuffer, runs=1)
+
+
+def test_cli_table_json_float_twin_and_device_binary(tmp_path, capsys):
+    from absl import flags
+
+    from bireal_larq.benchmark import __main__ as cli
+
+    # The report names a registered model so that --compare_float can rebuild its twin.
+    path = _tiny_tflite(
+        tmp_path, {"model": "birealnet18_small", "input_shape": [32, 32, 3], "num_classes": 10}
+    )
+    binary = _fake_binary(tmp_path, f"cat <<'EOF'\n{SAMPLE_OUTPUT}EOF\n")
+    argv = [
+        "benchmark",
+        path,
+        "--runs=3",
+        "--warmup=1",
+        "--bgemm=indirect_bgemm",
+        "--compare_float",
+        f"--lce_benchmark_model={binary}",
+    ]
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(argv)
+    try:
+        assert cli.main(argv[:2]) == 0
+    finally:
+        flags.FLAGS.unparse_flags()
+    out = capsys.readouterr().out
+    assert "| birealnet18_small | lce/indirect_bgemm | 1 |" in out
+    assert "| birealnet18_small (float twin) | tflite/xnnpack | 1 |" in out
+    assert "| birealnet18_small | lce_benchmark_model | 1 | - |" in out
+    result = json.loads((tmp_path / "tiny.benchmark.json").read_text())
+    assert result["bgemm"] == "indirect_bgemm"
+    assert len(result["timings"]) == 3 and result["float_twin_size_bytes"] > 0
+    assert result["lce_benchmark_model"][0]["inference"]["count"] == 50
+
+
+def test_cli_errors(tmp_path, capsys):
+    from absl import flags
+
+    from bireal_larq.benchmark import __main__ as cli
+
+    bogus = tmp_path / "bogus.tflite"
+    bogus.write_bytes(b"not a model at all")
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["benchmark", "--compare_float"])
+    try:
+        assert cli.main(["benchmark", str(bogus)]) == 1
+        assert "not a TFLite flatbuffer" in capsys.readouterr().err
+        path = _tiny_tflite(tmp_path)
+        assert cli.main(["benchmark", path]) == 1
+        assert "pass --model=NAME" in capsys.readouterr().err
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert not os.path.exists(tmp_path / "bogus.benchmark.json")
