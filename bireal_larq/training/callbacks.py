@@ -73,6 +73,18 @@ class FailOnNonFinite(tf.keras.callbacks.Callback):
             )
 
 
+class SafeBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore that never backs up non-finite weights.
+
+    A batch whose update overflowed still reports the finite loss computed before the
+    update, so the weights themselves are checked before each backup.
+    """
+
+    def _backup(self, epoch, batch=0):
+        assert_finite(self.model)
+        super()._backup(epoch, batch)
+
+
 class EpochCheckpoint(tf.keras.callbacks.Callback):
     """Saves the student's weights at every epoch end as ``epoch_{NNN}.weights.h5``."""
 

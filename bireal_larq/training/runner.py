@@ -228,7 +228,7 @@ def _run_stage(
     throughput = cb.Throughput(config.batch_size)
     callbacks = [
         cb.FailOnNonFinite(),  # first: a broken batch reaches no checkpointing callback
-        tf.keras.callbacks.BackupAndRestore(
+        cb.SafeBackupAndRestore(
             backup_dir, save_freq=config.backup_every_steps, delete_checkpoint=False
         ),
         cb.EpochCheckpoint(model, os.path.join(stage_dir, "checkpoints")),

@@ -1,0 +1,42 @@
+"""Evaluates a checkpoint: ``python -m bireal_larq.evaluate --checkpoint=DIR [--dataset=...]``.
+
+``--checkpoint`` is a run directory (its final weights) or any weights file inside one
+(a stage's or an epoch's). Prints top-1 / top-5 and writes ``DIR/eval_<dataset>.json``.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from bireal_larq.training.evaluation import evaluate_checkpoint, find_run, write_result
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("checkpoint", None, "Run directory or weights file inside one.")
+flags.DEFINE_string("dataset", None, "Dataset (default: the run's).")
+flags.DEFINE_string("data_dir", None, "TFDS data dir or image folder root.")
+flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.", lower_bound=1)
+flags.DEFINE_integer("steps", None, "Evaluate only this many batches.", lower_bound=1)
+flags.mark_flag_as_required("checkpoint")
+
+
+def main(argv):
+    del argv
+    try:
+        run_dir = find_run(FLAGS.checkpoint)[0]
+    except FileNotFoundError as err:
+        raise app.UsageError(str(err)) from None
+    result = evaluate_checkpoint(
+        FLAGS.checkpoint,
+        FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        batch_size=FLAGS.batch_size,
+        steps=FLAGS.steps,
+    )
+    path = write_result(result, run_dir)
+    print(
+        f"top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  ({result['dataset']}) -> {path}"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
