@@ -25,6 +25,7 @@ from bireal_larq.training import (
     StageConfig,
     TrainConfig,
     get_experiment,
+    get_strategy,
     list_experiments,
     resolve_run_config,
     run_training,
@@ -129,11 +130,13 @@ def main(argv):
     del argv
     try:
         config = config_from_flags()
+        # First TF work of the process: a multi-worker strategy must precede any op.
+        strategy = get_strategy(config.strategy)
         resolve_run_config(config)  # unknown model / dataset / field: fail before any work
     except ValueError as err:
         raise app.UsageError(str(err)) from None
     try:
-        run_training(config, FLAGS.output_dir, overwrite=FLAGS.overwrite)
+        run_training(config, FLAGS.output_dir, overwrite=FLAGS.overwrite, strategy=strategy)
     except RunDirectoryConflict as err:
         print(f"ERROR: {err}", file=sys.stderr)
         sys.exit(2)

@@ -139,7 +139,8 @@ def stage_data(
         strategy, tf.distribute.MultiWorkerMirroredStrategy
     ):
         train = strategy.distribute_datasets_from_function(train_fn)
-        validation = strategy.distribute_datasets_from_function(val_fn)
     else:
-        train, validation = train_fn(), val_fn()
+        train = train_fn()
+    # Keras distributes a plain evaluation dataset itself (and then needs no step count).
+    validation = val_fn()
     return StageData(train, validation, steps, val_steps, train_examples)

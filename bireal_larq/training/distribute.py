@@ -37,13 +37,21 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; valid: {list(STRATEGIES)}")
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster")
+    if name == "auto" and cluster:
+        name = "multi_worker"
+    if name == "multi_worker":
+        # Listing devices would initialise TensorFlow, after which collectives cannot be set.
+        if not cluster:
+            raise ValueError(
+                "strategy 'multi_worker' needs TF_CONFIG describing the cluster and this task"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     if name == "auto":
         if _tpu_resolver() is not None:
             name = "tpu"
-        elif json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster"):
-            name = "multi_worker"
         elif len(gpus) > 1 or (not gpus and len(cpus) > 1):
             name = "mirrored"
         else:
@@ -54,12 +62,6 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy([d.name for d in (gpus or cpus)])
-    if name == "multi_worker":
-        if not json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster"):
-            raise ValueError(
-                "strategy 'multi_worker' needs TF_CONFIG describing the cluster and this task"
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = _tpu_resolver()
     if resolver is None:
         raise ValueError("strategy 'tpu' found no TPU; valid here: auto, one_device, mirrored")

@@ -181,14 +181,17 @@ def _run_stage(
     num_classes: int,
     dataset_fn: DatasetFn | None,
     verbose: int,
+    backup_root: str,
 ) -> dict[str, Any]:
-    stage_dir = os.path.join(run_dir, "stages", f"{index + 1:02d}_{stage.name}")
+    stage_name = f"{index + 1:02d}_{stage.name}"
+    stage_dir = os.path.join(run_dir, "stages", stage_name)
     done = os.path.join(stage_dir, STAGE_DONE)
     if os.path.exists(done) and os.path.exists(os.path.join(stage_dir, STAGE_WEIGHTS)):
         with open(done, encoding="utf-8") as f:
             return json.load(f) | {"dir": stage_dir}
     os.makedirs(stage_dir, exist_ok=True)
-    backup_dir = os.path.join(stage_dir, "backup")
+    # One backup for all workers: Keras writes the chief's and has the others read it.
+    backup_dir = os.path.join(backup_root, "stages", stage_name, "backup")
     overrides = stage_model_overrides(config, stage)
     started = time.time()
 
@@ -263,7 +266,8 @@ def _run_stage(
     with open(done + ".tmp", "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2, default=str)
     os.replace(done + ".tmp", done)
-    shutil.rmtree(backup_dir, ignore_errors=True)
+    if is_chief(strategy):
+        shutil.rmtree(backup_dir, ignore_errors=True)
     return result | {"dir": stage_dir, "model": model, "trainer": trainer, "data": data}
 
 
@@ -274,6 +278,7 @@ def run_training(
     overwrite: bool = False,
     dataset_fn: DatasetFn | None = None,
     verbose: int = 1,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> dict[str, Any]:
     """Runs every stage of ``config`` into ``output_dir`` and returns the summary.
 
@@ -283,6 +288,8 @@ def run_training(
         overwrite: delete a run made with a different configuration instead of refusing.
         dataset_fn: a ``get_dataset``-compatible function (default: bireal_larq.data's).
         verbose: Keras verbosity (1: progress bar).
+        strategy: an existing strategy (default: ``get_strategy(config.strategy)``; a
+            multi-worker strategy must exist before TensorFlow runs its first op).
 
     Returns:
         The summary also written to ``output_dir/summary.json``.
@@ -293,10 +300,10 @@ def run_training(
         NonFiniteLossError: the loss became NaN or infinite (nothing is saved from it).
     """
     started = time.time()
+    strategy = strategy or get_strategy(config.strategy)
     resolved = resolve_run_config(config)
     input_shape, num_classes = tuple(resolved["input_shape"]), resolved["num_classes"]
 
-    strategy = get_strategy(config.strategy)
     check_batch_size(strategy, config.batch_size)
     chief = is_chief(strategy)
     run_dir = (
@@ -334,6 +341,7 @@ def run_training(
                 num_classes,
                 dataset_fn,
                 verbose,
+                output_dir,
             )
             results.append(result)
             previous_dir = result["dir"]

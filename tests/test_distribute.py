@@ -1,0 +1,109 @@
+"""Distribution with real processes: MirroredStrategy over two logical CPUs, and two
+MultiWorkerMirroredStrategy workers on 127.0.0.1 that must end with identical weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+
+import h5py
+import numpy as np
+from test_train_support import ROOT, env, processes, run_python, train_command, write_experiment
+
+pytestmark = processes
+
+MIRRORED = """
+import json, sys
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+from bireal_larq.training import check_batch_size, get_experiment, get_strategy, run_training
+
+strategy = get_strategy("mirrored")
+assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
+try:
+    check_batch_size(strategy, 15)
+except ValueError as err:
+    print("ODD BATCH:", err)
+config = get_experiment(sys.argv[1]).replace(strategy="mirrored", steps_per_epoch=3)
+summary = run_training(config, sys.argv[2], verbose=0)
+print("SUMMARY", json.dumps(summary))
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    experiment = write_experiment(tmp_path, epochs=1)
+    result = run_python(MIRRORED, experiment, str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ODD BATCH: batch_size=15 is not divisible by the 2 replicas" in result.stdout
+    summary = json.loads(result.stdout.split("SUMMARY", 1)[1])
+    assert summary["replicas"] == 2
+    assert np.isfinite(summary["loss"])
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _arrays(path: str) -> dict[str, np.ndarray]:
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(
+            lambda name, obj: (
+                arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
+    return arrays
+
+
+def test_two_multi_worker_processes_end_with_identical_weights(tmp_path):
+    experiment = write_experiment(tmp_path, epochs=1)
+    run_dir = str(tmp_path / "run")
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    processes_ = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes_.append(
+            subprocess.Popen(
+                train_command(
+                    f"--experiment={experiment}",
+                    f"--output_dir={run_dir}",
+                    "--strategy=multi_worker",
+                    "--steps_per_epoch=4",
+                ),
+                cwd=ROOT,
+                env=env(TF_CONFIG=json.dumps(tf_config)),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = []
+    try:
+        for p in processes_:
+            outputs.append(p.communicate(timeout=400))
+    finally:
+        for p in processes_:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(processes_, outputs):
+        assert p.returncode == 0, err[-3000:]
+
+    chief = _arrays(os.path.join(run_dir, "model.weights.h5"))
+    other = _arrays(os.path.join(run_dir, "workers", "worker_1", "model.weights.h5"))
+    assert chief.keys() == other.keys() and chief
+    for name in chief:
+        np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        assert json.load(f)["replicas"] == 2
