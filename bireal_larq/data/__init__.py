@@ -20,7 +20,13 @@ from bireal_larq.data.info import (
     load_class_names,
     save_class_names,
 )
-from bireal_larq.data.pipeline import eval_preprocess, get_dataset, train_preprocess
+from bireal_larq.data.pipeline import (
+    eval_preprocess,
+    get_dataset,
+    train_geometry,
+    train_photometric,
+    train_preprocess,
+)
 from bireal_larq.data.sources import (
     FASHION_MNIST_DIR,
     CorruptImageError,
@@ -50,5 +56,7 @@ __all__ = [
     "prepare_fashion_mnist",
     "preset",
     "save_class_names",
+    "train_geometry",
+    "train_photometric",
     "train_preprocess",
 ]

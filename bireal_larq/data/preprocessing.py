@@ -114,8 +114,16 @@ def random_resized_crop(
 
 
 def resize(image: tf.Tensor, size: Sequence[int], antialias: bool = False) -> tf.Tensor:
-    """Bilinear resize to (height, width); float32 in the input's pixel scale."""
-    return tf.image.resize(image, size, method="bilinear", antialias=antialias)
+    """Bilinear resize to (height, width); float32 in the input's pixel scale.
+
+    Without anti-aliasing this is ``tf.image.resize(method="bilinear")`` minus its wrapper
+    ops (the raw kernel reads uint8 directly), which is measurably faster per example.
+    """
+    if antialias:
+        return tf.image.resize(image, size, method="bilinear", antialias=True)
+    batch = image if image.shape.rank == 4 else image[tf.newaxis]
+    out = tf.raw_ops.ResizeBilinear(images=batch, size=size, half_pixel_centers=True)
+    return out if image.shape.rank == 4 else out[0]
 
 
 def resize_shorter_side(image: tf.Tensor, shorter: int, antialias: bool = True) -> tf.Tensor:
@@ -218,6 +226,13 @@ def grayscale(image: tf.Tensor) -> tf.Tensor:
     return tf.tensordot(image, tf.constant(_GRAY_WEIGHTS, image.dtype), [[-1], [0]])[..., None]
 
 
+def _per_image_uniform(image: tf.Tensor, seed: tf.Tensor, low, high) -> tf.Tensor:
+    """One uniform draw per image of an (H, W, C) image or (N, H, W, C) batch, broadcastable."""
+    lead = tf.shape(image)[:-3]
+    draw = tf.random.stateless_uniform(lead, seed, low, high)
+    return tf.reshape(draw, tf.concat([lead, [1, 1, 1]], 0))
+
+
 def color_jitter(
     image: tf.Tensor,
     seed: tf.Tensor,
@@ -227,23 +242,43 @@ def color_jitter(
     hue: float = 0.1,
 ) -> tf.Tensor:
     """torchvision's ColorJitter semantics in a fixed order (brightness, contrast, saturation,
-    hue): factors are uniform in [1-s, 1+s], the hue shift in [-hue, hue] of the circle."""
+    hue): factors are uniform in [1-s, 1+s], the hue shift in [-hue, hue] of the circle.
+
+    Works on one (H, W, 3) image or a (N, H, W, 3) batch (independent draws per image).
+    """
     seeds = split_seed(seed, 4)
-
-    def factor(s, strength):
-        return tf.random.stateless_uniform([], s, 1.0 - strength, 1.0 + strength)
-
     if brightness > 0:
-        image = tf.clip_by_value(image * factor(seeds[0], brightness), 0.0, 1.0)
+        factor = _per_image_uniform(image, seeds[0], 1.0 - brightness, 1.0 + brightness)
+        image = tf.clip_by_value(image * factor, 0.0, 1.0)
     if contrast > 0:
-        mean = tf.reduce_mean(grayscale(image))
-        image = tf.clip_by_value(mean + (image - mean) * factor(seeds[1], contrast), 0.0, 1.0)
+        factor = _per_image_uniform(image, seeds[1], 1.0 - contrast, 1.0 + contrast)
+        mean = tf.reduce_mean(grayscale(image), axis=[-3, -2, -1], keepdims=True)
+        image = tf.clip_by_value(mean + (image - mean) * factor, 0.0, 1.0)
     if saturation > 0:
+        factor = _per_image_uniform(image, seeds[2], 1.0 - saturation, 1.0 + saturation)
         gray = grayscale(image)
-        image = tf.clip_by_value(gray + (image - gray) * factor(seeds[2], saturation), 0.0, 1.0)
+        image = tf.clip_by_value(gray + (image - gray) * factor, 0.0, 1.0)
     if hue > 0:
-        image = tf.image.adjust_hue(image, tf.random.stateless_uniform([], seeds[3], -hue, hue))
+        shift = _per_image_uniform(image, seeds[3], -hue, hue)[..., 0]
+        hsv = tf.image.rgb_to_hsv(image)
+        h = tf.math.floormod(hsv[..., 0] + shift, 1.0)
+        image = tf.image.hsv_to_rgb(tf.stack([h, hsv[..., 1], hsv[..., 2]], axis=-1))
     return image
+
+
+def lighting_shift(
+    image: tf.Tensor,
+    seed: tf.Tensor,
+    alphastd: float = 0.1,
+    eigval: Sequence[float] = IMAGENET_EIGVAL,
+    eigvec: Sequence[Sequence[float]] = IMAGENET_EIGVEC,
+) -> tf.Tensor:
+    """The PCA lighting offset eigvec @ (alpha * eigval), alpha ~ N(0, alphastd), per image,
+    shaped to broadcast against ``image`` ((H, W, 3) or (N, H, W, 3))."""
+    lead = tf.shape(image)[:-3]
+    alpha = tf.random.stateless_normal(tf.concat([lead, [3]], 0), seed, stddev=alphastd)
+    rgb = tf.linalg.matvec(tf.constant(eigvec, tf.float32), alpha * tf.constant(eigval))
+    return rgb[..., tf.newaxis, tf.newaxis, :]
 
 
 def lighting(
@@ -253,15 +288,11 @@ def lighting(
     eigval: Sequence[float] = IMAGENET_EIGVAL,
     eigvec: Sequence[Sequence[float]] = IMAGENET_EIGVEC,
 ) -> tf.Tensor:
-    """AlexNet-style PCA lighting noise: adds eigvec @ (alpha * eigval), alpha ~ N(0, alphastd).
-
-    Applied to [0, 1] images, the scale of the eigen values ([FB]); not clipped, as there.
-    """
+    """AlexNet-style PCA lighting noise on [0, 1] images (the scale of the eigen values, [FB]);
+    not clipped, as there. One draw per image of a batch."""
     if alphastd == 0:
         return image
-    alpha = tf.random.stateless_normal([3], seed, stddev=alphastd)
-    rgb = tf.linalg.matvec(tf.constant(eigvec, tf.float32), alpha * tf.constant(eigval))
-    return image + rgb
+    return image + lighting_shift(image, seed, alphastd, eigval, eigvec)
 
 
 def normalize(image: tf.Tensor, mean: Sequence[float], std: Sequence[float]) -> tf.Tensor:

@@ -225,9 +225,9 @@ class SkipReport:
             return f"cannot be read ({type(e).__name__})"
         return _decode_reason(data, self.channels) or "undecodable"
 
-    def bad(self, name: tf.Tensor, payload: tf.Tensor, is_path: tf.Tensor) -> bool:
+    def bad(self, name: tf.Tensor, payload: tf.Tensor, is_path) -> bool:
         name_s = name.numpy().decode("utf-8", "replace")
-        reason = self._describe(name_s, payload.numpy(), bool(is_path.numpy()))
+        reason = self._describe(name_s, payload.numpy(), bool(is_path))
         if not self.skip_corrupt:
             raise CorruptImageError(
                 f"Cannot decode image {name_s}: {reason}. Fix or remove the file, or pass "
@@ -242,6 +242,11 @@ class SkipReport:
                 f"{count} of {self.total} images were unreadable (last: {name_s}), more than "
                 f"max_skip_fraction={self.max_skip_fraction}; the data is damaged"
             )
+        return False
+
+    def bad_many(self, names: tf.Tensor, payloads: tf.Tensor, is_path) -> bool:
+        for name, payload in zip(names, payloads, strict=True):
+            self.bad(name, payload, is_path)
         return False
 
     def finish(self) -> bool:
@@ -259,38 +264,62 @@ class SkipReport:
         return True
 
 
+DECODE_BLOCK = 16
+
+
 def decode_robustly(
     ds: tf.data.Dataset,
     decode_fn,
     report: SkipReport,
     is_path: bool,
+    block: int = DECODE_BLOCK,
 ) -> tf.data.Dataset:
     """Maps (name, payload, label, seed) -> (image, label, seed), handling undecodable images.
 
-    ``decode_fn(payload, seed) -> uint8 image``. Each example is decoded in a one-element
-    dataset whose errors are dropped; when it yields nothing, a fallback element asks ``report``
-    what to do (raise naming the file, or skip). After the last example ``report.finish`` logs
-    the skipped files.
+    ``decode_fn(payload, seed) -> uint8 image``. Examples are decoded in blocks of ``block``:
+    each block is a small dataset whose decoding errors are dropped, followed by an end marker;
+    a scan over it records which examples came out, and at the marker asks ``report`` about the
+    missing ones (raise naming the file, or skip and count). Blocks amortise the cost of the
+    nested datasets; good images pay nothing else. After the last example ``report.finish``
+    logs the skipped files of the pass.
     """
     channels = report.channels
+    empty = tf.zeros([1, 1, channels], tf.uint8)
 
-    def per_example(name, payload, label, seed):
+    def per_block(names, payloads, labels, seeds):
+        k = tf.shape(names, out_type=tf.int64)[0]
         good = (
-            tf.data.Dataset.from_tensors((payload, seed))
-            .map(lambda p, s: (decode_fn(p, s), tf.constant(True)))
+            tf.data.Dataset.from_tensor_slices((tf.range(k), payloads, seeds))
+            .map(lambda i, p, s: (i, decode_fn(p, s)))
             .ignore_errors()
         )
+        end = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), empty))
 
-        def ask(n, p):
-            ok = tf.py_function(report.bad, [n, p, tf.constant(is_path)], tf.bool)
-            ok.set_shape([])
-            return tf.zeros([1, 1, channels], tf.uint8), ok
+        def step(seen, element):
+            i, image = element
+            is_end = i < 0
+            seen = tf.logical_or(seen, tf.equal(tf.range(k), i))
 
-        bad = tf.data.Dataset.from_tensors((name, payload)).map(ask)
-        return good.concatenate(bad).take(1).map(lambda image, ok: (image, label, seed, ok))
+            def ask():
+                missing = tf.logical_not(seen)
+                ok = tf.py_function(
+                    report.bad_many,
+                    [tf.boolean_mask(names, missing), tf.boolean_mask(payloads, missing), is_path],
+                    tf.bool,
+                )
+                ok.set_shape([])
+                return ok
 
-    ds = ds.interleave(
-        per_example,
+            complete = tf.logical_or(tf.logical_not(is_end), tf.reduce_all(seen))
+            checked = tf.cond(complete, lambda: tf.constant(True), ask)
+            j = tf.maximum(i, 0)
+            keep = tf.logical_and(tf.logical_not(is_end), checked)
+            return seen, (image, tf.gather(labels, j), tf.gather(seeds, j), keep)
+
+        return good.concatenate(end).scan(tf.zeros([k], tf.bool), step)
+
+    ds = ds.batch(block).interleave(
+        per_block,
         cycle_length=tf.data.AUTOTUNE,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
@@ -303,12 +332,7 @@ def decode_robustly(
 
     spec = ds.element_spec
     sentinel = tf.data.Dataset.from_tensors(
-        (
-            tf.zeros([1, 1, channels], tf.uint8),
-            tf.zeros([], spec[1].dtype),
-            tf.zeros([2], spec[2].dtype),
-            tf.constant(False),
-        )
+        (empty, tf.zeros([], spec[1].dtype), tf.zeros([2], spec[2].dtype), tf.constant(False))
     ).map(finish)
     ds = ds.concatenate(sentinel).filter(lambda image, label, seed, ok: ok)
     return ds.map(lambda image, label, seed, ok: (image, label, seed))
