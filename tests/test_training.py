@@ -1,0 +1,339 @@
+"""In-process tests of the training library: configs, schedules, losses, the recipe model,
+experiments, CLI flag handling, mixed precision and XLA (tiny models only)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bireal_larq.models import create_model
+from bireal_larq.training import (
+    LossConfig,
+    OptimizerConfig,
+    ScheduleConfig,
+    StageConfig,
+    TeacherConfig,
+    TrainConfig,
+    build_schedule,
+    compile_for_recipe,
+    get_experiment,
+    list_experiments,
+    load_weights,
+    losses,
+    run_training,
+)
+from bireal_larq.training.experiments import load_experiment
+from bireal_larq.training.optimizers import decayed_variables
+from bireal_larq.training.recipes import with_epochs
+from bireal_larq.training.runner import stage_model_overrides
+
+SHAPE = (16, 16, 1)
+
+
+def tiny(**overrides):
+    return create_model(
+        "birealnet18_small", input_shape=SHAPE, num_classes=4, base_filters=8, **overrides
+    )
+
+
+def tiny_data(n=32, batch=8):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, *SHAPE)).astype("float32")
+    y = tf.one_hot(rng.integers(0, 4, n), 4)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True)
+
+
+# ----------------------------------------------------------------------------- schedules
+def lr_at(schedule, steps):
+    return [float(schedule(s)) for s in steps]
+
+
+def test_linear_schedule_reaches_zero_and_can_step_per_epoch():
+    smooth = build_schedule(ScheduleConfig("linear"), 1.0, epochs=4, steps_per_epoch=10)
+    np.testing.assert_allclose(lr_at(smooth, [0, 20, 40]), [1.0, 0.5, 0.0], atol=1e-6)
+    stepped = build_schedule(ScheduleConfig("linear", per_epoch=True), 1.0, 4, 10)
+    np.testing.assert_allclose(lr_at(stepped, [0, 9, 10, 39]), [1.0, 1.0, 0.75, 0.25], atol=1e-6)
+
+
+def test_step_schedule_with_constant_warmup_is_written_in_epochs():
+    config = ScheduleConfig(
+        "steps",
+        boundaries=(4, 6),
+        factors=(0.1,),
+        warmup_epochs=1,
+        warmup_factor=0.25,
+        warmup="constant",
+    )
+    schedule = build_schedule(config, 4e-3, epochs=8, steps_per_epoch=5)
+    np.testing.assert_allclose(
+        lr_at(schedule, [0, 4, 5, 19, 20, 30]), [1e-3, 1e-3, 4e-3, 4e-3, 4e-4, 4e-5], rtol=1e-5
+    )
+
+
+def test_cosine_schedule_halves_at_midpoint():
+    schedule = build_schedule(ScheduleConfig("cosine"), 2.0, epochs=2, steps_per_epoch=10)
+    np.testing.assert_allclose(lr_at(schedule, [0, 10, 20]), [2.0, 1.0, 0.0], atol=1e-6)
+
+
+def test_learning_rate_scales_linearly_with_batch_size():
+    config = OptimizerConfig("adam", learning_rate=1e-3, reference_batch_size=512)
+    assert config.scaled_learning_rate(256) == pytest.approx(5e-4)
+
+
+def test_with_epochs_rescales_boundaries_and_warmup():
+    stage = StageConfig(
+        "s", 75, schedule=ScheduleConfig("steps", boundaries=(40, 60, 70), warmup_epochs=5)
+    )
+    short = with_epochs(stage, 15)
+    assert short.epochs == 15
+    assert short.schedule.boundaries == (8.0, 12.0, 14.0)
+    assert short.schedule.warmup_epochs == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: OptimizerConfig("rmsprop"), "OptimizerConfig.name='rmsprop' is invalid"),
+        (lambda: ScheduleConfig("exp"), "valid: ['constant', 'linear', 'steps', 'cosine']"),
+        (lambda: StageConfig("s", 0), "epochs=0 is out of range"),
+        (
+            lambda: StageConfig("s", 2, schedule=ScheduleConfig("steps", boundaries=(3,))),
+            "must lie inside the stage",
+        ),
+        (lambda: LossConfig(kd_weight=1.0), "need a teacher"),
+        (
+            lambda: TrainConfig("birealnet18", "synthetic", (StageConfig("s", 1),), batch_size=0),
+            "batch_size=0 is out of range",
+        ),
+        (
+            lambda: TrainConfig(
+                "birealnet18", "synthetic", (StageConfig("s", 1),), strategy="horovod"
+            ),
+            "'one_device', 'mirrored'",
+        ),
+        (
+            lambda: TrainConfig(
+                "birealnet18",
+                "x",
+                (StageConfig("s", 1, loss=LossConfig(refinery=TeacherConfig())),),
+            ),
+            "is the first",
+        ),
+    ],
+)
+def test_invalid_values_name_the_field_and_the_valid_choices(make, message):
+    with pytest.raises(ValueError, match=None) as err:
+        make()
+    assert message in str(err.value)
+
+
+# ----------------------------------------------------------------------------- losses
+def test_label_smoothing_and_losses_on_soft_targets():
+    y = tf.constant([[0.0, 1.0, 0.0, 0.0], [0.3, 0.7, 0.0, 0.0]])  # one-hot and mixup
+    smoothed = losses.smooth_labels(y, 0.1)
+    np.testing.assert_allclose(smoothed.numpy().sum(-1), [1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(smoothed[0].numpy(), [0.025, 0.925, 0.025, 0.025], rtol=1e-5)
+    logits = tf.constant([[1.0, 2.0, 0.5, -1.0], [0.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(losses.cross_entropy(y, logits)[1], np.log(4.0), rtol=1e-6)
+    np.testing.assert_allclose(losses.distillation_kl(logits, logits, 4.0), 0.0, atol=1e-6)
+    assert float(losses.distillation_kl(logits, -logits, 2.0)[0]) > 0
+    feats = [tf.random.normal((2, 4, 4, 3))]
+    np.testing.assert_allclose(losses.feature_matching(feats, [2.0 * feats[0]]), 0.0, atol=1e-5)
+    centers = tf.zeros((4, 3))
+    moved = losses.center_update(tf.ones((2, 3)), y, centers, alpha=1.0)
+    assert float(tf.reduce_sum(moved[1])) > 0 and float(tf.reduce_sum(moved[3])) == 0
+
+
+# ----------------------------------------------------------------------------- recipe model
+def test_weight_decay_applies_to_kernels_only():
+    names = [v.name for v in decayed_variables(tiny())]
+    assert names and all("kernel" in n for n in names)
+    assert not any("bn" in n.split("/")[0] and "kernel" not in n for n in names)
+
+
+def test_every_loss_term_trains_the_student_in_plain_fit():
+    teacher = tiny(input_quantizer=None, kernel_quantizer=None)
+    student = tiny()
+    before = [w.copy() for w in student.get_weights()]
+    stage = StageConfig(
+        "kd",
+        1,
+        optimizer=OptimizerConfig("bop", gradient_centralization=True),
+        weight_decay=1e-5,
+        loss=LossConfig(
+            label_smoothing=0.1,
+            teacher=TeacherConfig(),
+            kd_weight=1.0,
+            temperature=2.0,
+            feature_weight=1.0,
+            center_weight=0.01,
+        ),
+    )
+    trainer = compile_for_recipe(
+        student, stage, batch_size=8, steps_per_epoch=4, teacher=teacher, refinery=tiny()
+    )
+    history = trainer.fit(tiny_data(), validation_data=tiny_data(), verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert {"loss", "top1", "top5", "val_top1"} <= set(history.history)
+    changed = [not np.array_equal(a, b) for a, b in zip(before, student.get_weights())]
+    assert sum(changed) > len(changed) // 2
+
+
+def test_batchnorm_only_stage_leaves_convolutions_fixed():
+    student = tiny(kernel_quantizer="ste_sign")
+    kernels = {v.name: v.numpy().copy() for v in student.weights if "kernel" in v.name}
+    stage = StageConfig("bn", 1, optimizer=OptimizerConfig("sgd", 0.1), trainable="batchnorm")
+    compile_for_recipe(student, stage, batch_size=8, steps_per_epoch=4).fit(tiny_data(), verbose=0)
+    for v in student.weights:
+        if v.name in kernels:
+            np.testing.assert_array_equal(v.numpy(), kernels[v.name])
+    assert all("bn" in v.name for v in student.trainable_variables)
+
+
+def test_mixed_precision_and_xla_train_and_save_float32_weights(tmp_path):
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        student = tiny()
+        stage = StageConfig("mp", 1)
+        compile_for_recipe(student, stage, batch_size=8, steps_per_epoch=4, jit_compile=True).fit(
+            tiny_data(), verbose=0
+        )
+        assert student.get_layer("predictions").compute_dtype == "float32"
+        assert student.get_layer("stage1_block1_conv").compute_dtype == "bfloat16"
+        path = str(tmp_path / "w.weights.h5")
+        from bireal_larq.training import save_weights
+
+        save_weights(student, path)
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    float_model = tiny()
+    load_weights(float_model, path)
+    assert all(w.dtype == np.float32 for w in float_model.get_weights())
+
+
+# ----------------------------------------------------------------------------- experiments
+def test_every_experiment_builds_for_every_model_it_lists():
+    names = list_experiments()
+    published = (
+        "authors_pytorch",
+        "caffe_paper",
+        "catalogue_two_stage",
+        "catalogue_one_stage",
+        "larq_zoo",
+    )
+    for name in published:
+        assert name in names and f"fmnist_{name}" in names
+    assert "catalogue_two_stage_cifar100" in names
+    for name in names:
+        module = load_experiment(name)
+        assert "Command::" in module.__doc__ and "Expected result" in module.__doc__
+        for model in module.MODELS:
+            config = get_experiment(name, model)
+            for stage in config.stages:
+                stage_model_overrides(config, stage)  # every stage's network is valid
+
+
+def test_recipes_match_the_reference_values():
+    authors = get_experiment("authors_pytorch", "birealnet50")
+    assert authors.batch_size == 256
+    assert authors.stages[0].optimizer.scaled_learning_rate(256) == pytest.approx(5e-4)
+    assert authors.stages[0].loss.label_smoothing == 0.1
+    caffe = get_experiment("caffe_paper", "birealnet34")
+    assert [s.name for s in caffe.stages] == [
+        "fp_relu",
+        "fp_leaky_clip",
+        "fp_clip",
+        "binary",
+        "bn_retrain",
+    ]
+    binary = caffe.stages[3]
+    assert (binary.epochs, caffe.batch_size, binary.schedule.boundaries) == (40, 1024, (20.0, 30.0))
+    assert stage_model_overrides(caffe, caffe.stages[1])["real_activation"] == "leaky_clip"
+    two = get_experiment("catalogue_two_stage_cifar100", "birealnet18_small")
+    assert two.stages[0].weight_decay == 1e-5 and two.stages[1].weight_decay == 0.0
+    assert two.stages[0].schedule.factors == (0.2,)
+    assert stage_model_overrides(two, two.stages[0])["kernel_quantizer"] is None
+    with pytest.raises(ValueError, match="valid: \\['birealnet18'\\]"):
+        get_experiment("larq_zoo", "birealnet34")
+    with pytest.raises(ValueError, match="authors_pytorch"):
+        get_experiment("no_such_recipe")
+
+
+# ----------------------------------------------------------------------------- CLI flags
+def test_cli_flags_override_the_experiment(monkeypatch):
+    from absl import flags
+
+    from bireal_larq import train
+
+    argv = [
+        "train",
+        "--experiment=fmnist_catalogue_two_stage",
+        "--output_dir=/tmp/x",
+        "--batch_size=64",
+        "--epochs=2",
+        "--learning_rate=2e-3",
+        "--seed=3",
+    ]
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(argv)
+    try:
+        config = train.config_from_flags()
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert config.batch_size == 64 and config.seed == 3
+    assert [s.epochs for s in config.stages] == [2, 2]
+    assert config.stages[0].optimizer.learning_rate == pytest.approx(2e-3)
+    assert config.stages[1].optimizer.learning_rate == pytest.approx(4e-4)  # ratio kept
+
+
+def test_cli_rejects_unknown_names_before_any_work(tmp_path):
+    from test_train_support import run_train
+
+    result = run_train(
+        "--model=birealnet99", "--dataset=synthetic", f"--output_dir={tmp_path / 'run'}"
+    )
+    assert result.returncode == 1
+    assert "Unknown model 'birealnet99'" in result.stderr and "birealnet18" in result.stderr
+    assert not os.path.exists(tmp_path / "run")
+
+
+# ----------------------------------------------------------------------------- a whole run
+def test_run_training_chains_stages_and_writes_the_run_directory(tmp_path):
+    config = TrainConfig(
+        model="birealnet18_small",
+        dataset="synthetic",
+        model_overrides={"base_filters": 8},
+        input_shape=SHAPE,
+        num_classes=4,
+        dataset_kwargs={"image_shape": SHAPE, "num_examples": {"train": 64, "test": 16}},
+        batch_size=16,
+        stages=(
+            StageConfig("twin", 1, real_valued=True, twin_activation="clip"),
+            StageConfig("binary", 1, loss=LossConfig(refinery=TeacherConfig("previous"))),
+        ),
+    )
+    summary = run_training(config, str(tmp_path), verbose=0)
+    for key in ("top1", "top5", "epochs", "wall_time_s", "train_images_per_s"):
+        assert key in summary
+    assert summary["epochs"] == 2
+    with open(tmp_path / "config.json") as f:
+        saved = json.load(f)
+    assert {"model", "model_overrides", "input_shape", "num_classes", "dataset"} <= set(saved)
+    model = create_model(
+        saved["model"],
+        input_shape=tuple(saved["input_shape"]),
+        num_classes=saved["num_classes"],
+        **saved["model_overrides"],
+    )
+    load_weights(model, str(tmp_path / "model.weights.h5"))
+    assert (tmp_path / "curves.png").exists() and (tmp_path / "history.csv").exists()
+    # the binary stage started from the twin's weights
+    twin = create_model(
+        saved["model"], input_shape=SHAPE, num_classes=4, **saved["stage_model_overrides"]["twin"]
+    )
+    load_weights(twin, str(tmp_path / "stages" / "01_twin" / "stage.weights.h5"))
