@@ -30,7 +30,7 @@ setup(
     ],
     extras_require={
         # torch runs the PyTorch reference of the weight-conversion tests (CPU build).
-        "test": ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel", "torch"],
+        "test": ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel", "torch", "dill"],
         "lint": ["ruff"],
         "pytorch": ["torch"],
     },
