@@ -5,8 +5,10 @@ A run directory ``DIR`` written by ``bireal_larq.train`` holds at least:
 * ``DIR/config.json``: the resolved run configuration. The keys read here are ``model``
   (registry name), ``model_overrides`` (BiRealConfig fields), ``input_shape``,
   ``num_classes`` and ``dataset``; training adds its own keys.
-* ``DIR/model.weights.h5``: the final float32 weights, loadable by
-  ``create_model(model, weights=...)`` (layers matched by name).
+* ``DIR/model.weights.h5``: the final float32 weights in the by-name HDF5 layout of
+  ``save_weights("x.h5")`` (note: Keras 2.15 writes a position-based format when the name
+  passed to ``save_weights`` ends in ``.weights.h5``, so training saves through a ``.h5``
+  temporary name), loadable by ``create_model(model, weights=...)``.
 
 Keeping the reading side here (the bottom floor) means export and evaluation rebuild models
 the same way, and never from a second description of the architecture.

@@ -382,3 +382,31 @@ def test_config_is_frozen_and_public_api():
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.depth = 34  # type: ignore[misc]
     assert bireal_larq.create_model is create_model
+
+
+def test_weights_named_like_keras_v3_files_still_load_by_name(tmp_path):
+    """Keras 2.15 treats '*.weights.h5' as its own format; by-name HDF5 files must load."""
+    model = small_model("birealnet18")
+    tmp = str(tmp_path / "tmp.h5")
+    model.save_weights(tmp)
+    final = tmp_path / "model.weights.h5"
+    (tmp_path / "tmp.h5").rename(final)
+    clone = small_model("birealnet18", weights=str(final))
+    x = batch_for(model)
+    np.testing.assert_array_equal(clone(x).numpy(), model(x).numpy())
+
+
+def test_quantizers_stay_float32_under_mixed_precision():
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = small_model("birealnet18", binary_last_layer=True)
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    for layer in quant_layers(model):
+        assert layer.compute_dtype == "float32", layer.name
+        for quantizer in (layer.input_quantizer, layer.kernel_quantizer):
+            assert quantizer.compute_dtype == "float32", (layer.name, quantizer)
+    # And a forward pass runs (quantizer and conv dtypes agree).
+    assert np.isfinite(model(batch_for(model), training=True).numpy()).all()
+    assert model.get_layer("stage1_block1_bn").compute_dtype == "bfloat16"
+    assert model.output.dtype == tf.float32

@@ -13,6 +13,7 @@ load into it directly.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import larq as lq
@@ -22,6 +23,21 @@ from bireal_larq.models.config import BiRealConfig
 from bireal_larq.models.layers import REAL_ACTIVATIONS, LearnableBias, RPReLU, Subsample2D
 
 layers = tf.keras.layers
+
+
+@contextlib.contextmanager
+def _float32_policy():
+    """Builds layers (and the quantizer layers they create) under a float32 policy.
+
+    larq's quantizers are Keras layers made inside the conv's constructor from their names;
+    under a mixed global policy they would compute the sign and the mean|W| scale in 16 bits.
+    """
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
 
 
 def default_input_shape(config: BiRealConfig) -> tuple[int, int, int]:
@@ -88,20 +104,24 @@ class _Builder:
         constraint = None
         if c.kernel_quantizer is not None and c.weight_clip is not None:
             constraint = lq.constraints.WeightClip(c.weight_clip)
-        x = lq.layers.QuantConv2D(
-            filters,
-            kernel,
-            strides=1 if subsample else stride,
-            padding="same",
-            pad_values=c.pad_values,
-            groups=groups,
-            input_quantizer=c.input_quantizer,
-            kernel_quantizer=c.kernel_quantizer,
-            kernel_constraint=constraint,
-            kernel_initializer=c.kernel_initializer,
-            use_bias=False,
-            name=name,
-        )(x)
+        with _float32_policy():
+            conv = lq.layers.QuantConv2D(
+                filters,
+                kernel,
+                strides=1 if subsample else stride,
+                padding="same",
+                pad_values=c.pad_values,
+                groups=groups,
+                input_quantizer=c.input_quantizer,
+                kernel_quantizer=c.kernel_quantizer,
+                kernel_constraint=constraint,
+                kernel_initializer=c.kernel_initializer,
+                use_bias=False,
+                # Quantizers (the sign and the mean|W| scale) stay float32 under mixed precision.
+                dtype="float32",
+                name=name,
+            )
+        x = conv(x)
         if subsample:
             x = Subsample2D(stride, name=f"{name}_subsample")(x)
         return x
@@ -300,15 +320,18 @@ class _Builder:
         if c.binary_last_layer:
             if c.rsign:
                 x = LearnableBias(name="logits_rsign")(x)
-            x = lq.layers.QuantDense(
-                num_classes,
-                input_quantizer=c.input_quantizer,
-                kernel_quantizer=c.kernel_quantizer,
-                kernel_constraint=(
-                    lq.constraints.WeightClip(c.weight_clip) if c.weight_clip else None
-                ),
-                name="logits",
-            )(x)
+            with _float32_policy():
+                dense = lq.layers.QuantDense(
+                    num_classes,
+                    input_quantizer=c.input_quantizer,
+                    kernel_quantizer=c.kernel_quantizer,
+                    kernel_constraint=(
+                        lq.constraints.WeightClip(c.weight_clip) if c.weight_clip else None
+                    ),
+                    dtype="float32",
+                    name="logits",
+                )
+            x = dense(x)
         else:
             x = layers.Dense(num_classes, name="logits")(x)
         return layers.Activation("softmax", dtype="float32", name="predictions")(x)

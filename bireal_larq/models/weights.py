@@ -6,6 +6,7 @@ import os
 
 import h5py
 import tensorflow as tf
+from keras.src.saving.legacy import hdf5_format
 
 
 def _weight_layers(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
@@ -48,8 +49,13 @@ def load_weights(model: tf.keras.Model, path: str) -> None:
         raise FileNotFoundError(f"Weights file {path!r} not found")
     file_names = _h5_layer_names(path)
     model_names = [layer.name for layer in _weight_layers(model)]
+    # The legacy HDF5 readers directly: Keras 2.15 routes any "*.weights.h5" path to its new
+    # position-based format, which cannot read by-name files.
     if set(file_names) == set(model_names):
-        model.load_weights(path, by_name=True)
+        with h5py.File(path, "r") as f:
+            hdf5_format.load_weights_from_hdf5_group_by_name(
+                f["model_weights"] if "model_weights" in f else f, model
+            )
         return
     if len(file_names) != len(model_names):
         missing = sorted(set(model_names) - set(file_names))[:10]
@@ -60,7 +66,10 @@ def load_weights(model: tf.keras.Model, path: str) -> None:
             f"{unexpected}). Check the model name, include_top and num_classes."
         )
     try:
-        model.load_weights(path)
+        with h5py.File(path, "r") as f:
+            hdf5_format.load_weights_from_hdf5_group(
+                f["model_weights"] if "model_weights" in f else f, model
+            )
     except ValueError as err:
         raise ValueError(
             f"{path} does not fit model {model.name!r} layer for layer: {err}"
