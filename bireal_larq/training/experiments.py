@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -40,6 +41,8 @@ def load_experiment(name: str) -> ModuleType:
         )
     spec = importlib.util.spec_from_file_location(f"bireal_experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    # Registered before running, as imports do: dataclasses in the file look their module up.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ValueError(f"Experiment file {path} defines no get_config(model)")

@@ -1,0 +1,248 @@
+"""The tricks study: many short training runs on one budget, each exported and checked on LCE.
+
+    python -m bireal_larq.study --suite=fashion_mnist [--only=bireal,prelu] [--results_dir=results]
+
+The suite is the file ``experiments/study_<suite>.py`` (its ``entries(runs_dir)`` lists the
+configurations). For every configuration, in order: train (resuming an interrupted run),
+export to LCE, and evaluate the Keras and the LCE model on the full test set; the row is
+written to ``<run>/study_row.json`` so a rerun skips finished configurations. Then the table
+``results/<suite>.md`` and the bar plot ``results/<suite>.png`` are (re)written from every
+finished row, with the seed-to-seed spread of plain Bi-Real next to them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+import traceback
+
+from absl import app, flags
+
+flags.DEFINE_string("suite", "fashion_mnist", "Study suite: experiments/study_<suite>.py.")
+flags.DEFINE_string("results_dir", "results", "Where the table, plot and runs go.")
+flags.DEFINE_list("only", None, "Run only these configurations (the table shows all finished).")
+flags.DEFINE_string("data_dir", None, "Data directory of bireal_larq.data.")
+flags.DEFINE_bool("table_only", False, "Rewrite the table from finished rows; train nothing.")
+FLAGS = flags.FLAGS
+
+ROW_FILE = "study_row.json"
+TEST_IMAGES = 10_000  # the whole Fashion-MNIST / CIFAR test split
+
+
+def load_suite(suite: str):
+    from bireal_larq.training.experiments import load_experiment
+
+    try:
+        return load_experiment(f"study_{suite}")
+    except ValueError as err:
+        raise ValueError(f"Unknown study suite {suite!r}: {err}") from None
+
+
+def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
+    """Trains, exports and evaluates one configuration; returns (and stores) its row."""
+    from bireal_larq.export import export_model
+    from bireal_larq.runs import model_from_run
+    from bireal_larq.training import run_training
+
+    run_dir = os.path.join(runs_dir, entry.name)
+    row_path = os.path.join(run_dir, ROW_FILE)
+    if os.path.exists(row_path):
+        with open(row_path, encoding="utf-8") as f:
+            return json.load(f)
+    for need in entry.needs:
+        if not os.path.exists(os.path.join(runs_dir, need, ROW_FILE)):
+            raise ValueError(f"{entry.name!r} needs the finished run {need!r} first")
+    import tensorflow as tf
+
+    from bireal_larq.data import get_dataset
+
+    tf.keras.backend.clear_session()
+    config = entry.config.replace(data_dir=data_dir)
+    summary = run_training(config, run_dir, verbose=2)
+    model, _ = model_from_run(run_dir)
+    # The whole test split, preprocessed by the data package's eval function.
+    test, count = get_dataset(config.dataset, "test", batch_size=250, training=False,
+                              data_dir=data_dir, num_classes=config.num_classes,
+                              **config.dataset_kwargs)
+    report = export_model(
+        model,
+        os.path.join(run_dir, "model.tflite"),
+        model_name=config.model,
+        verify_images=test,
+        verify_samples=min(count, TEST_IMAGES),
+        metadata={"study": entry.name},
+    )
+    verification = report.get("verification") or {}
+    row = {
+        "name": entry.name,
+        "description": entry.description,
+        "binary": entry.binary,
+        "seed": config.seed,
+        "keras_top1": verification.get("keras_top1_accuracy"),
+        "lce_top1": verification.get("lce_top1_accuracy"),
+        "test_images": verification.get("samples"),
+        "top1_agreement": verification.get("top1_agreement"),
+        "parameters": int(model.count_params()),
+        "flatbuffer_bytes": report.get("file_size_bytes"),
+        "binary_convs_fused": f"{report.get('lce_bconv2d_ops')}/{report.get('binary_layers')}",
+        "train_minutes": summary["wall_time_s"] / 60,
+        "epochs": summary["epochs"],
+        "train_images_per_s": summary.get("train_images_per_s"),
+    }
+    with open(row_path, "w", encoding="utf-8") as f:
+        json.dump(row, f, indent=2)
+    return row
+
+
+def finished_rows(entries, runs_dir: str) -> list[dict]:
+    rows = []
+    for entry in entries:
+        path = os.path.join(runs_dir, entry.name, ROW_FILE)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                rows.append(json.load(f))
+    return rows
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def write_results(
+    suite_name: str, suite_module, rows: list[dict], total: int, md_path: str, png_path: str
+) -> None:
+    """The markdown table (with the seed spread and the twin gap) and the bar plot."""
+    twin = next((r for r in rows if not r["binary"]), None)
+    seeds = [r["keras_top1"] for r in rows if r["name"].startswith("bireal") and r["binary"]
+             and r["keras_top1"] is not None and "combination" not in r["name"]]
+    lines = [
+        f"# Tricks study: {os.path.basename(md_path)[:-3]}",
+        "",
+        f"Command: `python -m bireal_larq.study --suite={suite_name}` "
+        f"({len(rows)} of {total} configurations finished; rerun to continue).",
+        "",
+        (suite_module.__doc__ or "").strip().split("Command")[0].strip(),
+        "",
+    ]
+    if len(seeds) >= 2:
+        lines += [
+            f"Seed-to-seed spread of plain Bi-Real ({len(seeds)} seeds): mean "
+            f"{100 * statistics.mean(seeds):.2f} %, range {100 * min(seeds):.2f}-"
+            f"{100 * max(seeds):.2f} % (std {100 * statistics.stdev(seeds):.2f} points). "
+            "Differences smaller than the range are noise.",
+            "",
+        ]
+    lines += [
+        "| configuration | binary | Keras top-1 % | LCE top-1 % | vs twin (points) | "
+        "parameters | .tflite KB | train min | what it changes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        gap = ""
+        if twin and r["keras_top1"] is not None and twin["keras_top1"] is not None:
+            gap = f"{100 * (r['keras_top1'] - twin['keras_top1']):+.2f}"
+        size = "" if r["flatbuffer_bytes"] is None else f"{r['flatbuffer_bytes'] / 1024:.0f}"
+        lines.append(
+            f"| {r['name']} | {'yes' if r['binary'] else 'no'} | {_pct(r['keras_top1'])} | "
+            f"{_pct(r['lce_top1'])} | {gap} | {r['parameters']:,} | {size} | "
+            f"{r['train_minutes']:.1f} | {r['description']} |"
+        )
+    lines += ["", f"![bar plot]({os.path.basename(png_path)})", ""]
+    with open(md_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plotted = [r for r in rows if r["keras_top1"] is not None]
+    if not plotted:
+        return
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(plotted) + 1.5))
+    names = [r["name"] for r in plotted]
+    values = [100 * r["keras_top1"] for r in plotted]
+    colors = ["tab:gray" if not r["binary"] else "tab:blue" for r in plotted]
+    ax.barh(names, values, color=colors)
+    ax.invert_yaxis()
+    low = min(values)
+    ax.set_xlim(max(0.0, low - 5), min(100.0, max(values) + 1))
+    ax.set_xlabel("Fashion-MNIST test top-1 (%), Keras model")
+    if len(seeds) >= 2:
+        ax.axvspan(100 * min(seeds), 100 * max(seeds), color="tab:orange", alpha=0.2,
+                   label="plain Bi-Real seed range")
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+
+def run_study(
+    suite_name: str,
+    suite_module,
+    results_dir: str,
+    *,
+    only: list[str] | None = None,
+    data_dir: str | None = None,
+    table_only: bool = False,
+) -> tuple[list[dict], list[str]]:
+    """Runs the unfinished configurations of a suite and rewrites its table and plot.
+
+    Returns:
+        The finished rows and the names of configurations that failed this time.
+
+    Raises:
+        ValueError: ``only`` names an unknown configuration.
+    """
+    runs_dir = os.path.join(results_dir, f"{suite_name}_runs")
+    os.makedirs(runs_dir, exist_ok=True)
+    entries = suite_module.entries(runs_dir)
+    names = [e.name for e in entries]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise ValueError(f"Unknown study configurations {unknown}; valid: {names}")
+    md_path = os.path.join(results_dir, f"{suite_name}.md")
+    png_path = os.path.join(results_dir, f"{suite_name}.png")
+
+    def refresh():
+        rows = finished_rows(entries, runs_dir)
+        write_results(suite_name, suite_module, rows, len(entries), md_path, png_path)
+        return rows
+
+    failures = []
+    for i, entry in enumerate(entries):
+        if table_only or (only and entry.name not in only):
+            continue
+        print(f"\n### study {suite_name}: {i + 1}/{len(entries)} {entry.name}: "
+              f"{entry.description}", flush=True)
+        start = time.time()
+        try:
+            row = run_entry(entry, runs_dir, data_dir)
+        except Exception:  # one failed configuration must not stop the others
+            failures.append(entry.name)
+            traceback.print_exc()
+            continue
+        print(f"### {entry.name}: Keras {_pct(row['keras_top1'])} %, LCE "
+              f"{_pct(row['lce_top1'])} % ({time.time() - start:.0f} s)", flush=True)
+        refresh()
+    rows = refresh()
+    print(f"Results: {md_path}", flush=True)
+    return rows, failures
+
+
+def main(argv) -> None:
+    del argv
+    try:
+        _, failures = run_study(FLAGS.suite, load_suite(FLAGS.suite), FLAGS.results_dir,
+                                only=FLAGS.only, data_dir=FLAGS.data_dir,
+                                table_only=FLAGS.table_only)
+    except ValueError as err:
+        raise SystemExit(f"study: {err}") from None
+    if failures:
+        raise SystemExit(f"study: configurations failed: {failures}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,172 @@
+r"""The tricks study on Fashion-MNIST: every catalogue trick, one at a time, on one budget.
+
+Command (resumable: finished configurations are skipped)::
+
+    python -m bireal_larq.study --suite=fashion_mnist
+
+writes ``results/fashion_mnist.md`` (table + bar plot ``results/fashion_mnist.png``), with
+the runs under ``results/fashion_mnist_runs/<name>``.
+
+Backbone and budget (the same for every row): ``birealnet18_small`` (3x3/1 stem, 28x28x1)
+at quarter width (base_filters 16), batch 128, BUDGET_EPOCHS epochs of the 60,000 training
+images, Adam at 2e-3 (reference batch 128) decayed linearly to 0, flip + pad-and-crop,
+fixed seed 0. The base follows the authors' PyTorch code: Bi-Real blocks, zero padding,
+PyTorch's default BatchNorm momentum 0.1 (Keras 0.9). Each trick changes only what it names.
+Plain Bi-Real also runs with seeds 1 and 2: their spread is the noise floor of the table.
+
+Expected result: the real-valued twin is the ceiling; see results/fashion_mnist.md for what
+was measured (nothing in this docstring is a measurement).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from bireal_larq.data import preset
+from bireal_larq.training import (
+    LossConfig,
+    OptimizerConfig,
+    ScheduleConfig,
+    StageConfig,
+    TeacherConfig,
+    TrainConfig,
+)
+
+MODEL = "birealnet18_small"
+BUDGET_EPOCHS = 2  # even: the two-stage row splits it in halves
+BATCH = 128
+BASE_OVERRIDES = {"base_filters": 16, "bn_momentum": 0.9}
+SPREAD_SEEDS = (1, 2)
+# The real-valued twin doubles as the distillation teacher (its run must come first).
+TEACHER_RUN = "real_valued_twin"
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyEntry:
+    name: str
+    description: str
+    config: TrainConfig
+    binary: bool = True
+    needs: tuple[str, ...] = ()  # runs that must finish first (e.g. the teacher)
+
+
+def _stage(name="binary", epochs=BUDGET_EPOCHS, lr=2e-3, **changes) -> StageConfig:
+    base = StageConfig(
+        name,
+        epochs=epochs,
+        optimizer=OptimizerConfig("adam", learning_rate=lr, reference_batch_size=BATCH),
+        schedule=ScheduleConfig("linear"),
+        augment=preset("fashion_mnist"),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def _config(stages=None, seed=0, **overrides) -> TrainConfig:
+    return TrainConfig(
+        model=MODEL,
+        dataset="fashion_mnist",
+        stages=tuple(stages or (_stage(),)),
+        batch_size=BATCH,
+        model_overrides={**BASE_OVERRIDES, **overrides},
+        seed=seed,
+        experiment="study_fashion_mnist",
+    )
+
+
+def _teacher(results_dir: str) -> TeacherConfig:
+    return TeacherConfig(
+        source="registry",
+        model=MODEL,
+        weights=f"{results_dir}/{TEACHER_RUN}/model.weights.h5",
+        model_overrides=dict(BASE_OVERRIDES),
+        real_valued=True,
+    )
+
+
+# The best combination: chosen from the single-trick rows of a finished study (see
+# results/fashion_mnist.md); edit together with the table.
+BEST = ("prelu", "label_smoothing", "kd_kl", "wide_grouped")
+
+
+def entries(runs_dir: str) -> list[StudyEntry]:
+    """Every configuration of the study, in run order (teacher first)."""
+    twin_stage = _stage(real_valued=True)
+    kl = LossConfig(teacher=_teacher(runs_dir), kd_weight=1.0, ce_weight=1.0, temperature=2.0)
+    feat = LossConfig(teacher=_teacher(runs_dir), feature_weight=1.0, ce_weight=1.0)
+    half = BUDGET_EPOCHS // 2
+    rows = [
+        StudyEntry(TEACHER_RUN, "real-valued twin (ReLU where the signs are): the ceiling",
+                   _config([twin_stage]), binary=False),
+        StudyEntry("bireal", "plain Bi-Real (authors' PyTorch block)", _config()),
+        *[StudyEntry(f"bireal_seed{s}", f"plain Bi-Real, seed {s}", _config(seed=s))
+          for s in SPREAD_SEEDS],
+        StudyEntry("prelu", "trick 2: PReLU after every add", _config(activation="prelu")),
+        StudyEntry("single_skip", "trick 3 reversed: ResNet's one shortcut per two convs "
+                   "(Bi-Real already has double skips)", _config(double_skip=False)),
+        StudyEntry("downsample_v1", "trick 4 v1: 1x1 -> BN -> AvgPool", _config(shortcut="v1")),
+        StudyEntry("downsample_v3", "trick 4 v3: 1x1 -> BN -> AvgPool 3x3/2",
+                   _config(shortcut="v3")),
+        StudyEntry("label_smoothing", "trick 14: label smoothing 0.1",
+                   _config([_stage(loss=LossConfig(label_smoothing=0.1))])),
+        StudyEntry("two_stage", "tricks 5/6/8: binary activations + real weights (wd 1e-5), "
+                   "then fully binary from it (wd 0, lr / 5), half the budget each",
+                   _config([
+                       _stage("stage1", epochs=half, weight_decay=1e-5,
+                              model_overrides={"kernel_quantizer": None}),
+                       _stage("stage2", epochs=BUDGET_EPOCHS - half, lr=4e-4),
+                   ])),
+        StudyEntry("one_stage_warmup", "trick 8: warm-up at 1/4 of the rate, then 4x",
+                   _config([_stage(lr=8e-3, schedule=ScheduleConfig(
+                       "linear", warmup_epochs=0.2 * BUDGET_EPOCHS, warmup_factor=0.25,
+                       warmup="constant"))])),
+        StudyEntry("kd_kl", "trick 12: KL distillation from the real-valued twin (T=2)",
+                   _config([_stage(loss=kl)]), needs=(TEACHER_RUN,)),
+        StudyEntry("kd_features", "trick 12: L2-normalised feature matching at stage outputs",
+                   _config([_stage(loss=feat)]), needs=(TEACHER_RUN,)),
+        StudyEntry("mixup", "trick 9: mixup (alpha 0.2)",
+                   _config([_stage(augment=preset("fashion_mnist", mixup_alpha=0.2))])),
+        StudyEntry("channel_attention", "trick 13: SE gate from the real-valued input",
+                   _config(channel_attention=True, se_reduction=4)),
+        StudyEntry("wide_grouped", "trick 15: double width, grouped (4) binary 3x3 convs",
+                   _config(width_multiplier=2.0, groups=4)),
+        StudyEntry("bn_momentum", "trick 10: BN momentum 0.2 (PyTorch sense; Keras 0.8)",
+                   _config(bn_momentum=0.8)),
+        StudyEntry("grad_centralization", "trick 17: gradient centralization",
+                   _config([_stage(optimizer=OptimizerConfig(
+                       "adam", learning_rate=2e-3, reference_batch_size=BATCH,
+                       gradient_centralization=True))])),
+        StudyEntry("pad_one", "LCE: pad binary convs with +1 instead of 0",
+                   _config(pad_values=1.0)),
+        StudyEntry("rsign_rprelu", "ReActNet: learnable sign thresholds + RPReLU",
+                   _config(rsign=True, activation="rprelu")),
+    ]
+    by_name = {r.name: r for r in rows}
+    rows.append(_combine(by_name, BEST, runs_dir))
+    return rows
+
+
+def _combine(by_name: dict[str, StudyEntry], names: tuple[str, ...], runs_dir: str):
+    overrides: dict = {}
+    loss_changes: dict = {}
+    for name in names:
+        config = by_name[name].config
+        overrides.update({k: v for k, v in config.model_overrides.items()
+                          if BASE_OVERRIDES.get(k, object()) != v})
+        loss = config.stages[-1].loss
+        for field in ("label_smoothing", "kd_weight", "feature_weight", "temperature"):
+            if getattr(loss, field) != getattr(LossConfig(), field):
+                loss_changes[field] = getattr(loss, field)
+        if loss.teacher is not None:
+            loss_changes["teacher"] = loss.teacher
+    stage = _stage(loss=LossConfig(**loss_changes))
+    needs = (TEACHER_RUN,) if "teacher" in loss_changes else ()
+    return StudyEntry("best_combination", "best combination: " + " + ".join(names),
+                      _config([stage], **overrides), needs=needs)
+
+
+MODELS = (MODEL,)
+
+
+def get_config(model: str = MODEL) -> TrainConfig:
+    """Plain Bi-Real on the study's backbone and budget (its base row) as a single run."""
+    return dataclasses.replace(_config(), model=model)

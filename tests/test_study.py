@@ -1,0 +1,112 @@
+"""The study machinery on a tiny suite: train, export, evaluate, table, plot, resume."""
+
+import json
+import os
+import textwrap
+
+import pytest
+
+from bireal_larq.study import ROW_FILE, run_study
+from bireal_larq.training.experiments import load_experiment
+
+TINY_SUITE = textwrap.dedent('''
+    """A tiny suite for tests.
+
+    Command::
+
+        none
+
+    Expected result: none.
+    """
+    import dataclasses
+
+    from bireal_larq.training import OptimizerConfig, ScheduleConfig, StageConfig, TrainConfig
+
+    MODELS = ("birealnet18_small",)
+
+
+    @dataclasses.dataclass(frozen=True)
+    class Entry:
+        name: str
+        description: str
+        config: TrainConfig
+        binary: bool = True
+        needs: tuple = ()
+
+
+    def _config(real_valued=False, seed=0, **overrides):
+        stage = StageConfig("s", epochs=1, real_valued=real_valued,
+                            optimizer=OptimizerConfig("adam", 1e-3, reference_batch_size=8),
+                            schedule=ScheduleConfig("linear"))
+        return TrainConfig(model="birealnet18_small", dataset="synthetic", stages=(stage,),
+                           batch_size=8, num_classes=3, seed=seed, steps_per_epoch=2,
+                           validation_steps=1,
+                           dataset_kwargs={"image_shape": (28, 28, 1), "num_examples": 40},
+                           model_overrides={"base_filters": 4, **overrides})
+
+
+    def get_config(model):
+        return _config()
+
+
+    def entries(runs_dir):
+        return [
+            Entry("real_valued_twin", "twin", _config(real_valued=True), binary=False),
+            Entry("bireal", "plain", _config()),
+            Entry("bireal_seed1", "plain, seed 1", _config(seed=1)),
+            Entry("prelu", "prelu", _config(activation="prelu"), needs=("bireal",)),
+        ]
+''')
+
+
+@pytest.mark.xdist_group("training_processes")
+def test_tiny_study_runs_resumes_and_tabulates(tmp_path):
+    suite_file = tmp_path / "study_tiny.py"
+    suite_file.write_text(TINY_SUITE)
+    suite = load_experiment(str(suite_file))
+    results = tmp_path / "results"
+
+    rows, failures = run_study("tiny", suite, str(results), only=["real_valued_twin", "bireal",
+                                                                   "bireal_seed1"])
+    assert failures == []
+    assert [r["name"] for r in rows] == ["real_valued_twin", "bireal", "bireal_seed1"]
+    for row in rows:
+        assert row["test_images"] == 40 and 0.0 <= row["keras_top1"] <= 1.0
+        assert row["lce_top1"] is not None and row["parameters"] > 0
+        assert row["flatbuffer_bytes"] > 0
+    assert rows[1]["binary_convs_fused"] == "16/16"
+    table = (results / "tiny.md").read_text()
+    assert "3 of 4 configurations finished" in table
+    assert "Seed-to-seed spread of plain Bi-Real (2 seeds)" in table
+    assert "| bireal | yes |" in table and "| real_valued_twin | no |" in table
+    assert (results / "tiny.png").stat().st_size > 0
+
+    # A rerun skips finished rows (their files are untouched) and runs the rest.
+    row_file = results / "tiny_runs" / "bireal" / ROW_FILE
+    stamp = os.path.getmtime(row_file)
+    rows, failures = run_study("tiny", suite, str(results))
+    assert failures == [] and len(rows) == 4
+    assert os.path.getmtime(row_file) == stamp
+    assert json.loads(row_file.read_text())["name"] == "bireal"
+
+    with pytest.raises(ValueError, match="Unknown study configurations.*valid"):
+        run_study("tiny", suite, str(results), only=["nope"])
+
+
+def test_fashion_mnist_suite_lists_every_trick(tmp_path):
+    suite = load_experiment("study_fashion_mnist")
+    entries = suite.entries(str(tmp_path))
+    names = [e.name for e in entries]
+    assert names[0] == suite.TEACHER_RUN and not entries[0].binary
+    for trick in ("bireal", "bireal_seed1", "bireal_seed2", "prelu", "single_skip",
+                  "downsample_v1", "downsample_v3", "label_smoothing", "two_stage",
+                  "one_stage_warmup", "kd_kl", "kd_features", "mixup", "channel_attention",
+                  "wide_grouped", "bn_momentum", "grad_centralization", "pad_one",
+                  "rsign_rprelu", "best_combination"):
+        assert trick in names
+    # One budget for every row.
+    assert {e.config.total_epochs for e in entries} == {suite.BUDGET_EPOCHS}
+    assert {e.config.batch_size for e in entries} == {suite.BATCH}
+    kd = next(e for e in entries if e.name == "kd_kl")
+    assert kd.needs == (suite.TEACHER_RUN,)
+    assert kd.config.stages[0].loss.teacher.weights.startswith(str(tmp_path))
