@@ -8,8 +8,10 @@ Rows (224x224x3, 1000 classes, untrained weights: latency does not depend on the
 * ``birealnet18 float twin``: the real-valued twin, plain TFLite converter, XNNPACK.
 
 LCE models run with the fastest bgemm kernel for the host (probed per model; on x86-64 the
-indirect bgemm). Targets checked at the end: birealnet18 no slower than the zoo model,
-birealnet18_lce faster than the float twin, birealnet18's flatbuffer <= 4.2 MB.
+indirect bgemm). All rows are timed round-robin (one run of each per round), so the drifting
+load of a shared machine affects them alike. Targets checked at the end: birealnet18 no slower
+than the zoo model, birealnet18_lce faster than the float twin, birealnet18's flatbuffer
+<= 4.2 MB.
 
 Command (prints a markdown table and writes JSON)::
 
@@ -70,34 +72,16 @@ def main(argv: list[str]) -> None:
     threads = [int(t) for t in FLAGS.threads]
     started = time.time()
     models, fusion = _flatbuffers()
-    timings, kernels = [], {}
+    kernels, configs = {}, []
     for name, flatbuffer in models.items():
         if name.endswith("float twin"):
-            for n in threads:
-                timings.append(
-                    benchmark.time_flatbuffer(
-                        flatbuffer,
-                        model=name,
-                        threads=n,
-                        warmup=FLAGS.warmup,
-                        runs=FLAGS.runs,
-                        xnnpack=True,
-                    )
-                )
+            configs += [benchmark.Config(name, flatbuffer, n, xnnpack=True) for n in threads]
             continue
         kernel, probe = benchmark.fastest_kernel(flatbuffer)
         kernels[name] = {"bgemm": kernel, "probe_median_ms_1_thread": probe}
-        for n in threads:
-            timings.append(
-                benchmark.time_flatbuffer(
-                    flatbuffer,
-                    model=name,
-                    threads=n,
-                    warmup=FLAGS.warmup,
-                    runs=FLAGS.runs,
-                    kernel=kernel,
-                )
-            )
+        configs += [benchmark.Config(name, flatbuffer, n, kernel=kernel) for n in threads]
+    # Round-robin, so that the load of a shared machine affects every row alike.
+    timings = benchmark.time_interleaved(configs, warmup=FLAGS.warmup, runs=FLAGS.runs)
 
     def med(model: str, n: int) -> float:
         return benchmark.median_of(timings, model, n)

@@ -146,8 +146,6 @@ def test_host_latency_shapes_and_kernel_choice(tmp_path):
 
 
 def test_cli_table_json_float_twin_and_device_binary(tmp_path, capsys):
-    from absl import flags
-
     from bireal_larq.benchmark import __main__ as cli
 
     # The report names a registered model so that --compare_float can rebuild its twin.
@@ -164,12 +162,12 @@ def test_cli_table_json_float_twin_and_device_binary(tmp_path, capsys):
         "--compare_float",
         f"--lce_benchmark_model={binary}",
     ]
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(argv)
+    cli.FLAGS.unparse_flags()
+    cli.FLAGS(argv)
     try:
         assert cli.main(argv[:2]) == 0
     finally:
-        flags.FLAGS.unparse_flags()
+        cli.FLAGS.unparse_flags()
     out = capsys.readouterr().out
     assert "| birealnet18_small | lce/indirect_bgemm | 1 |" in out
     assert "| birealnet18_small (float twin) | tflite/xnnpack | 1 |" in out
@@ -181,14 +179,12 @@ def test_cli_table_json_float_twin_and_device_binary(tmp_path, capsys):
 
 
 def test_cli_errors(tmp_path, capsys):
-    from absl import flags
-
     from bireal_larq.benchmark import __main__ as cli
 
     bogus = tmp_path / "bogus.tflite"
     bogus.write_bytes(b"not a model at all")
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["benchmark", "--compare_float"])
+    cli.FLAGS.unparse_flags()
+    cli.FLAGS(["benchmark", "--compare_float"])
     try:
         assert cli.main(["benchmark", str(bogus)]) == 1
         assert "not a TFLite flatbuffer" in capsys.readouterr().err
@@ -196,5 +192,25 @@ def test_cli_errors(tmp_path, capsys):
         assert cli.main(["benchmark", path]) == 1
         assert "pass --model=NAME" in capsys.readouterr().err
     finally:
-        flags.FLAGS.unparse_flags()
+        cli.FLAGS.unparse_flags()
     assert not os.path.exists(tmp_path / "bogus.benchmark.json")
+
+
+def test_interleaved_timing_gives_one_row_per_config(tmp_path):
+    flatbuffer = open(_tiny_tflite(tmp_path), "rb").read()
+    configs = [
+        benchmark.Config("a", flatbuffer, threads=1, kernel="default"),
+        benchmark.Config("a", flatbuffer, threads=2),
+        benchmark.Config("a float", flatbuffer, threads=1, xnnpack=True),
+    ]
+    timings = benchmark.time_interleaved(configs, warmup=1, runs=4)
+    assert [(t.model, t.runtime, t.threads) for t in timings] == [
+        ("a", "lce/default", 1),
+        ("a", "lce/indirect_bgemm", 2),
+        ("a float", "tflite/xnnpack", 1),
+    ]
+    assert all(t.runs == 4 and t.size_bytes == len(flatbuffer) for t in timings)
+    with pytest.raises(ValueError, match="No configurations"):
+        benchmark.time_interleaved([])
+    with pytest.raises(ValueError, match="kernel='fast' is invalid"):
+        benchmark.time_interleaved([benchmark.Config("a", flatbuffer, kernel="fast")])

@@ -286,8 +286,6 @@ def test_load_model_for_export_from_a_mixed_precision_run_dir(tmp_path, monkeypa
 
 
 def test_cli_exports_a_registered_model_with_its_report(tmp_path, capsys):
-    from absl import flags
-
     from bireal_larq.export import __main__ as cli
 
     output = tmp_path / "bireal.tflite"
@@ -299,12 +297,12 @@ def test_cli_exports_a_registered_model_with_its_report(tmp_path, capsys):
         f"--output={output}",
         "--verify_samples=3",
     ]
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(argv)
+    cli.FLAGS.unparse_flags()
+    cli.FLAGS(argv)
     try:
         assert cli.main(argv[:1]) == 0
     finally:
-        flags.FLAGS.unparse_flags()
+        cli.FLAGS.unparse_flags()
     report = json.loads((tmp_path / "bireal.json").read_text())
     assert report["status"] == "ok"
     assert report["file_size_bytes"] == output.stat().st_size
@@ -320,20 +318,20 @@ def test_cli_exports_a_registered_model_with_its_report(tmp_path, capsys):
 
 
 def test_cli_reports_bad_flags_clearly(tmp_path, capsys):
-    from absl import app, flags
+    from absl import app
 
     from bireal_larq.export import __main__ as cli
 
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["export", "--model=no_such_model", f"--output={tmp_path / 'm.tflite'}"])
+    cli.FLAGS.unparse_flags()
+    cli.FLAGS(["export", "--model=no_such_model", f"--output={tmp_path / 'm.tflite'}"])
     try:
         assert cli.main(["export"]) == 1
         assert "Unknown model 'no_such_model'" in capsys.readouterr().err
-        flags.FLAGS(["export", "--input_shape=32,32"])
+        cli.FLAGS(["export", "--input_shape=32,32"])
         with pytest.raises(app.UsageError, match="H,W,C"):
             cli.main(["export"])
     finally:
-        flags.FLAGS.unparse_flags()
+        cli.FLAGS.unparse_flags()
 
 
 # ----------------------------------------------------------------------------- the zoo

@@ -130,6 +130,63 @@ def time_flatbuffer(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One row of an interleaved comparison (see :func:`time_interleaved`)."""
+
+    model: str
+    flatbuffer: bytes
+    threads: int = 1
+    kernel: str = "indirect_bgemm"
+    xnnpack: bool = False
+
+
+def time_interleaved(configs: Sequence[Config], *, warmup: int = 5, runs: int = 30) -> list[Timing]:
+    """Times several models round-robin: one run of each per round.
+
+    On a shared machine the load drifts over minutes; interleaving gives every model the same
+    share of that drift, so their medians stay comparable (timing them one after the other
+    does not).
+    """
+    from bireal_larq.export.verify import interpreter
+
+    if not configs:
+        raise ValueError("No configurations to time")
+    prepared = []
+    for c in configs:
+        _check_counts(c.threads, warmup, runs)
+        if c.kernel not in KERNELS:
+            raise ValueError(f"kernel={c.kernel!r} is invalid; valid: {list(KERNELS)}")
+        it = interpreter(
+            c.flatbuffer,
+            num_threads=c.threads,
+            use_indirect_bgemm=c.kernel == "indirect_bgemm",
+            use_xnnpack=c.xnnpack,
+        )
+        x = np.random.default_rng(0).standard_normal(tuple(it.input_shapes[0]))
+        x = x.astype(np.dtype(it.input_types[0]))
+        for _ in range(warmup):
+            it.predict(x)
+        prepared.append((it, x))
+    samples: list[list[float]] = [[] for _ in configs]
+    for _ in range(runs):
+        for (it, x), times in zip(prepared, samples):
+            start = time.perf_counter()
+            it.predict(x)
+            times.append(time.perf_counter() - start)
+    return [
+        _summary(
+            times,
+            model=c.model,
+            runtime="tflite/xnnpack" if c.xnnpack else f"lce/{c.kernel}",
+            threads=c.threads,
+            warmup=warmup,
+            size=len(c.flatbuffer),
+        )
+        for c, times in zip(configs, samples)
+    ]
+
+
 def fastest_kernel(
     flatbuffer: bytes, *, threads: int = 1, warmup: int = 2, runs: int = 5
 ) -> tuple[str, dict[str, float]]:
@@ -343,6 +400,7 @@ def median_of(timings: Sequence[Timing], model: str, threads: int) -> float | No
 
 __all__ = [
     "BGEMM_CHOICES",
+    "Config",
     "KERNELS",
     "Timing",
     "fastest_kernel",
@@ -353,4 +411,5 @@ __all__ = [
     "parse_lce_benchmark_output",
     "run_lce_benchmark_model",
     "time_flatbuffer",
+    "time_interleaved",
 ]

@@ -20,15 +20,27 @@ import sys
 
 from absl import app, flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_integer("max_threads", 1, "Time with 1..N interpreter threads.")
-flags.DEFINE_integer("warmup", 5, "Untimed runs before timing.")
-flags.DEFINE_integer("runs", 30, "Timed runs per configuration.")
-flags.DEFINE_enum("bgemm", "auto", ["auto", "default", "indirect_bgemm"], "LCE bgemm kernel.")
-flags.DEFINE_bool("compare_float", False, "Also time the real-valued twin with XNNPACK.")
-flags.DEFINE_string("model", None, "Registry name of the model (default: from the report).")
-flags.DEFINE_string("lce_benchmark_model", None, "Path of LCE's benchmark binary to run too.")
-flags.DEFINE_string("json_output", None, "JSON results (default: <model>.benchmark.json).")
+from bireal_larq.export.cli_flags import parser_for
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_integer("max_threads", 1, "Time with 1..N interpreter threads.", flag_values=FLAGS)
+flags.DEFINE_integer("warmup", 5, "Untimed runs before timing.", flag_values=FLAGS)
+flags.DEFINE_integer("runs", 30, "Timed runs per configuration.", flag_values=FLAGS)
+flags.DEFINE_enum(
+    "bgemm", "auto", ["auto", "default", "indirect_bgemm"], "LCE bgemm kernel.", flag_values=FLAGS
+)
+flags.DEFINE_bool(
+    "compare_float", False, "Also time the real-valued twin with XNNPACK.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "model", None, "Registry name of the model (default: from the report).", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "lce_benchmark_model", None, "Path of LCE's benchmark binary to run too.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "json_output", None, "JSON results (default: <model>.benchmark.json).", flag_values=FLAGS
+)
 
 
 def main(argv: list[str]) -> int:
@@ -105,4 +117,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parser_for(FLAGS))

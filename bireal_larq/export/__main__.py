@@ -16,20 +16,39 @@ import sys
 
 from absl import app, flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "A run directory, or a weights file (needs --model).")
-flags.DEFINE_string("model", None, "Registry name; alone: an untrained model (latency work).")
-flags.DEFINE_list("input_shape", None, "H,W,C for --model (default: the model's default).")
-flags.DEFINE_integer("num_classes", None, "Classifier width for --model (default 1000).")
-flags.DEFINE_string("output", "model.tflite", "The .tflite to write; the report goes beside it.")
-flags.DEFINE_enum("target", "arm", ["arm", "xcore"], "LCE target.")
-flags.DEFINE_bool("int8", False, "int8 input/output where the model carries int8 ranges.")
-flags.DEFINE_bool(
-    "allow_float_fallback", False, "Warn (in the report) instead of failing on unfused convs."
+from bireal_larq.export.cli_flags import parser_for
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "checkpoint", None, "A run directory, or a weights file (needs --model).", flag_values=FLAGS
 )
-flags.DEFINE_string("verify_dataset", None, "Verify on this dataset's test images (else random).")
-flags.DEFINE_integer("verify_samples", 100, "Images to verify on (0: skip).")
-flags.DEFINE_string("data_dir", None, "Data directory of bireal_larq.data.")
+flags.DEFINE_string(
+    "model", None, "Registry name; alone: an untrained model (latency work).", flag_values=FLAGS
+)
+flags.DEFINE_list(
+    "input_shape", None, "H,W,C for --model (default: the model's default).", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "num_classes", None, "Classifier width for --model (default 1000).", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "output", "model.tflite", "The .tflite to write; the report goes beside it.", flag_values=FLAGS
+)
+flags.DEFINE_enum("target", "arm", ["arm", "xcore"], "LCE target.", flag_values=FLAGS)
+flags.DEFINE_bool(
+    "int8", False, "int8 input/output where the model carries int8 ranges.", flag_values=FLAGS
+)
+flags.DEFINE_bool(
+    "allow_float_fallback",
+    False,
+    "Warn (in the report) instead of failing on unfused convs.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "verify_dataset", None, "Verify on this dataset's test images (else random).", flag_values=FLAGS
+)
+flags.DEFINE_integer("verify_samples", 100, "Images to verify on (0: skip).", flag_values=FLAGS)
+flags.DEFINE_string("data_dir", None, "Data directory of bireal_larq.data.", flag_values=FLAGS)
 
 
 def _input_shape() -> tuple[int, ...] | None:
@@ -81,4 +100,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parser_for(FLAGS))
