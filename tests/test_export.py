@@ -351,7 +351,9 @@ def _zoo_params():
 @pytest.mark.parametrize("name", _zoo_params())
 def test_every_registered_model_exports_fused_or_is_marked(name, tmp_path):
     entry = get_entry(name)
-    model = create_model(name, input_shape=SHAPE, num_classes=CLASSES)
+    # The smallest input whose last stage is still 3x3 (LCE needs it with zero padding).
+    size = 96 if entry.config.stem == "imagenet" else 24
+    model = create_model(name, input_shape=(size, size, 3), num_classes=CLASSES)
     output = tmp_path / f"{name}.tflite"
     if entry.lce_compatible:
         report = export.export_model(model, str(output), model_name=name, verify_samples=0)
@@ -374,3 +376,35 @@ def test_verification_on_the_synthetic_dataset_end_to_end(tmp_path):
     assert report["verification"]["real_images"] is True
     assert report["verification"]["samples"] == 6
     assert report["verification"]["top1_agreement"] >= 0.99
+
+
+# ----------------------------------------------------------------------------- LCE limits
+@pytest.mark.parametrize("size, pad_values, broken", [(2, 0.0, True), (3, 0.0, False),
+                                                      (2, 1.0, False)])
+def test_lce_zero_padding_below_the_kernel_size_evidence(size, pad_values, broken):
+    """Why export refuses zero-padded binary convs on tiny maps (rerun when LCE changes)."""
+    rng = np.random.default_rng(0)
+    inputs = tf.keras.Input((size, size, 16))
+    y = lq.layers.QuantConv2D(32, 3, padding="same", pad_values=pad_values, use_bias=False,
+                              input_quantizer="ste_sign",
+                              kernel_quantizer="magnitude_aware_sign")(inputs)
+    model = tf.keras.Model(inputs, y)
+    x = rng.normal(size=(4, size, size, 16)).astype("float32")
+    diff = np.abs(model.predict(x, verbose=0)
+                  - verify.run_flatbuffer(verify.interpreter(core.convert(model)), x)).max()
+    assert bool(diff > 0.1) == broken, diff
+    assert bool(core.zero_padding_below_kernel(model)) is broken
+
+
+def test_export_refuses_zero_padding_on_maps_smaller_than_the_kernel(tmp_path):
+    # ImageNet stem at 32 px: the last stage runs its 3x3 binary convs on 1x1 maps.
+    model = create_model("birealnet18", input_shape=(32, 32, 3), num_classes=CLASSES,
+                         base_filters=8)
+    with pytest.raises(export.ExportError, match=r"stage4_block2_conv \(1x1 input.*pad_values=1"):
+        export.export_model(model, str(tmp_path / "m.tflite"), verify_samples=0)
+    assert not (tmp_path / "m.tflite").exists()
+    # One-padding is computed correctly at any size.
+    ok = create_model("birealnet18_lce", input_shape=(32, 32, 3), num_classes=CLASSES,
+                      base_filters=8)
+    report = export.export_model(ok, str(tmp_path / "ok.tflite"), verify_samples=4)
+    assert report["lce_bconv2d_ops"] == 16

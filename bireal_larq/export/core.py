@@ -73,6 +73,29 @@ def binary_conv_layers(model: tf.keras.Model) -> list[str]:
     ]
 
 
+def zero_padding_below_kernel(model: tf.keras.Model) -> list[str]:
+    """Binary convs that LCE computes wrongly: zero padding on inputs smaller than the kernel.
+
+    Measured with LCE 0.16.0's interpreter (``tests/test_export.py`` keeps the evidence): a
+    'same' binary conv with ``pad_values=0`` on a 1x1 or 2x2 feature map gives outputs that
+    differ from Keras by O(1), while 3x3 and larger inputs, and ``pad_values=1``, match to
+    1e-6. The converter says nothing, so export refuses such layers.
+    """
+    bad = []
+    for layer in _all_layers(model):
+        if not isinstance(layer, lq.layers.QuantConv2D) or layer.input_quantizer is None:
+            continue
+        if layer.padding != "same" or float(layer.pad_values) != 0.0:
+            continue
+        height, width = layer.input_shape[1:3]
+        kh, kw = layer.kernel_size
+        if (height is not None and height < kh and kh > 1) or (
+            width is not None and width < kw and kw > 1
+        ):
+            bad.append(f"{layer.name} ({height}x{width} input, {kh}x{kw} kernel)")
+    return bad
+
+
 def check_fusion(model: tf.keras.Model, flatbuffer: bytes) -> FusionCheck:
     """Counts the ``LceBconv2d`` ops of ``flatbuffer`` against the binary convs of ``model``.
 
@@ -259,6 +282,14 @@ def export_model(
             if not allow_float_fallback:
                 raise fail(message + "; pass --allow_float_fallback to export it anyway")
             report["warnings"].append(message)
+
+    too_small = zero_padding_below_kernel(model)
+    if too_small:
+        raise fail(
+            "LCE computes zero-padded binary convs on feature maps smaller than the kernel "
+            f"incorrectly (measured with LCE {_versions().get('larq_compute_engine')}): "
+            f"{', '.join(too_small)}; use a larger input_shape or pad_values=1"
+        )
 
     flatbuffer = convert(model, target=target, int8=int8)
     report["file_size_bytes"] = len(flatbuffer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import time
 
 import h5py
@@ -169,3 +170,43 @@ def plot_history(rows: list[dict[str, str]], path: str) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+class LineProgress(tf.keras.callbacks.Callback):
+    """Progress as plain lines every ``interval`` seconds, for logs and pipes.
+
+    Keras' progress bar redraws one line with carriage returns; written to a file or a pipe
+    (``make demo``, CI, a cluster job log) it shows nothing until the epoch ends.
+    """
+
+    def __init__(self, steps_per_epoch: int, epochs: int, interval: float = 15.0, stream=None):
+        super().__init__()
+        self.steps, self.epochs, self.interval = steps_per_epoch, epochs, interval
+        self.stream = stream or sys.stdout
+        self._epoch = 0
+        self._last = 0.0
+        self._epoch_start = 0.0
+
+    @staticmethod
+    def _metrics(logs) -> str:
+        return " - ".join(f"{k}: {float(v):.4f}" for k, v in (logs or {}).items())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_start = self._last = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        done = batch + 1
+        eta = (now - self._epoch_start) / done * (self.steps - done)
+        print(f"epoch {self._epoch + 1}/{self.epochs} step {done}/{self.steps} "
+              f"({100 * done / self.steps:.0f} %, ETA {eta:.0f} s) - {self._metrics(logs)}",
+              file=self.stream, flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._epoch_start
+        print(f"epoch {epoch + 1}/{self.epochs} done in {seconds:.0f} s - {self._metrics(logs)}",
+              file=self.stream, flush=True)

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from typing import Any
 
@@ -245,6 +246,10 @@ def _run_stage(
         f"lr {stage.optimizer.scaled_learning_rate(config.batch_size):g} "
         f"({stage.optimizer.name})"
     )
+    if verbose == 1 and not sys.stdout.isatty():
+        # Not a terminal: plain progress lines instead of a bar that never shows.
+        callbacks.append(cb.LineProgress(data.steps_per_epoch, stage.epochs))
+        verbose = 0
     trainer.fit(
         data.train,
         epochs=stage.epochs,
