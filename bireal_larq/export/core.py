@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from bireal_larq.export import flatbuffer as fb
 from bireal_larq.models import get_entry, list_models
+from bireal_larq.models.layers import iter_layers
 
 TARGETS = ("arm", "xcore")
 BCONV_OP = "LceBconv2d"
@@ -52,14 +53,6 @@ def report_path(output: str) -> str:
     return root + REPORT_SUFFIX
 
 
-def _all_layers(model: tf.keras.Model):
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer
-
-
 def binary_conv_layers(model: tf.keras.Model) -> list[str]:
     """Names of the binary convs: ``QuantConv2D`` layers with a kernel quantizer.
 
@@ -68,7 +61,7 @@ def binary_conv_layers(model: tf.keras.Model) -> list[str]:
     """
     return [
         layer.name
-        for layer in _all_layers(model)
+        for layer in iter_layers(model)
         if isinstance(layer, lq.layers.QuantConv2D) and layer.kernel_quantizer is not None
     ]
 
@@ -82,7 +75,7 @@ def zero_padding_below_kernel(model: tf.keras.Model) -> list[str]:
     1e-6. The converter says nothing, so export refuses such layers.
     """
     bad = []
-    for layer in _all_layers(model):
+    for layer in iter_layers(model):
         if not isinstance(layer, lq.layers.QuantConv2D) or layer.input_quantizer is None:
             continue
         if layer.padding != "same" or float(layer.pad_values) != 0.0:

@@ -116,3 +116,12 @@ CUSTOM_OBJECTS = {
     tf.keras.utils.get_registered_name(obj): obj
     for obj in (leaky_clip, clip, LearnableBias, RPReLU, Subsample2D)
 }
+
+
+def iter_layers(model: tf.keras.Model):
+    """Every leaf layer of ``model``, descending into nested models (e.g. a wrapped zoo model)."""
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.Model):
+            yield from iter_layers(layer)
+        else:
+            yield layer

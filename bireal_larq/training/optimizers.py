@@ -9,6 +9,7 @@ from __future__ import annotations
 import larq as lq
 import tensorflow as tf
 
+from bireal_larq.models.layers import iter_layers
 from bireal_larq.training.config import OptimizerConfig, StageConfig
 from bireal_larq.training.schedules import build_schedule
 
@@ -52,14 +53,6 @@ def decayed_variables(model: tf.keras.Model) -> list[tf.Variable]:
     return [v for v in model.trainable_variables if v.name.split("/")[-1].startswith("kernel")]
 
 
-def _all_layers(model: tf.keras.Model):
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer
-
-
 def centralize(gradient: tf.Tensor, variable: tf.Variable) -> tf.Tensor:
     """[T#17] Gradient centralization: remove the mean over each output unit's fan-in.
 
@@ -75,5 +68,5 @@ def set_trainable(model: tf.keras.Model, which: str) -> None:
     """ "all", or "batchnorm": freeze every layer except BatchNormalization ([BR] Caffe)."""
     if which == "all":
         return
-    for layer in _all_layers(model):
+    for layer in iter_layers(model):
         layer.trainable = isinstance(layer, tf.keras.layers.BatchNormalization)
