@@ -168,3 +168,19 @@ def test_larq_zoo_weights_convert(include_top, tmp_path):
                          input_shape=(64, 64, 3), **result["create_model_kwargs"])
     x = rng.normal(size=(2, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(model(x).numpy(), zoo(x).numpy(), atol=1e-5)
+
+
+def test_converted_weights_export_with_every_binary_conv_fused(tmp_path):
+    from bireal_larq.export import export_model
+
+    net = torch_reference.build(18, WIDTH, CLASSES)
+    torch.save(net.state_dict(), tmp_path / "m.pth")
+    result = convert_weights("pytorch", str(tmp_path / "m.pth"), None, str(tmp_path / "w.h5"))
+    # 96 px keeps the last stage at 3x3, which LCE needs for zero-padded binary convs.
+    model = create_model(result["model"], weights=str(tmp_path / "w.h5"),
+                         input_shape=(96, 96, 3), **result["create_model_kwargs"])
+    x = np.random.default_rng(0).normal(size=(8, 96, 96, 3)).astype("float32")
+    report = export_model(model, str(tmp_path / "m.tflite"), verify_images=x, verify_samples=8)
+    assert report["binary_layers"] == 16 and report["lce_bconv2d_ops"] == 16
+    assert report["float_fallback_layers"] == []
+    assert report["verification"]["top1_agreement"] >= 0.99
