@@ -14,27 +14,41 @@ import sys
 
 from absl import app, flags
 
+from bireal_larq.cli import parser_for
 from bireal_larq.models.convert import convert_weights
 
-flags.DEFINE_enum("source", None, ["pytorch", "larq_zoo"], "Checkpoint format.")
-flags.DEFINE_string("input", None, "Checkpoint to convert (.pth / .pth.tar / .h5).")
-flags.DEFINE_string("model", None, "Registry name to convert for (default: from the file).")
-flags.DEFINE_string("output", None, "Where to write the .h5 weights.")
-flags.mark_flags_as_required(["source", "input", "output"])
+# A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
+FLAGS = flags.FlagValues()
+flags.DEFINE_enum("source", None, ["pytorch", "larq_zoo"], "Checkpoint format.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "input", None, "Checkpoint to convert (.pth / .pth.tar / .h5).", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "model", None, "Registry name to convert for (default: from the file).", flag_values=FLAGS
+)
+flags.DEFINE_string("output", None, "Where to write the .h5 weights.", flag_values=FLAGS)
+flags.mark_flags_as_required(["source", "input", "output"], flag_values=FLAGS)
 
 
 def main(argv):
     del argv
-    f = flags.FLAGS
+    f = FLAGS
     try:
         result = convert_weights(f.source, f.input, f.model, f.output)
     except (ValueError, FileNotFoundError, ImportError) as err:
         sys.exit(f"convert_weights: {err}")
     kwargs = ", ".join(f"{k}={v!r}" for k, v in result["create_model_kwargs"].items())
     print(json.dumps(result, indent=2))
-    print(f"Load with: create_model({result['model']!r}, weights={f.output!r}"
-          + (f", {kwargs})" if kwargs else ")"))
+    print(
+        f"Load with: create_model({result['model']!r}, weights={f.output!r}"
+        + (f", {kwargs})" if kwargs else ")")
+    )
+
+
+def run() -> None:
+    """The command-line entry point (parses this module's flags)."""
+    app.run(main, flags_parser=parser_for(FLAGS))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -22,14 +22,26 @@ import time
 
 from absl import app, flags
 
+from bireal_larq.cli import parser_for
 from bireal_larq.export import read_report
 
-flags.DEFINE_string("output_dir", "runs/demo", "Where the run, the model and the report go.")
-flags.DEFINE_string("experiment", "demo_fashion_mnist", "The training experiment to run.")
-flags.DEFINE_integer("verify_samples", 10000, "Test images the LCE model is verified on.")
-flags.DEFINE_integer("benchmark_runs", 20, "Timed inference runs per configuration.")
-flags.DEFINE_integer("steps_per_epoch", None, "Cap on training steps (smoke runs).")
-FLAGS = flags.FLAGS
+# A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "output_dir", "runs/demo", "Where the run, the model and the report go.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "experiment", "demo_fashion_mnist", "The training experiment to run.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "verify_samples", 10000, "Test images the LCE model is verified on.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "benchmark_runs", 20, "Timed inference runs per configuration.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "steps_per_epoch", None, "Cap on training steps (smoke runs).", flag_values=FLAGS
+)
 
 DATASET = "fashion_mnist"
 
@@ -105,8 +117,12 @@ def write_report(out: str, log: list[dict]) -> str:
         "",
     ]
     for entry in log:
-        lines += [f"{entry['title']} ({entry['seconds']:.0f} s):", "", "    " + entry["command"],
-                  ""]
+        lines += [
+            f"{entry['title']} ({entry['seconds']:.0f} s):",
+            "",
+            "    " + entry["command"],
+            "",
+        ]
     path = os.path.join(out, "report.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
@@ -122,25 +138,51 @@ def main(argv) -> None:
     log: list[dict] = []
     start = time.time()
 
-    _step("Prepare Fashion-MNIST (offline, once)",
-          ["bireal_larq.data.prepare", f"--dataset={DATASET}"], log)
+    _step(
+        "Prepare Fashion-MNIST (offline, once)",
+        ["bireal_larq.data.prepare", f"--dataset={DATASET}"],
+        log,
+    )
     train = ["bireal_larq.train", f"--experiment={FLAGS.experiment}", f"--output_dir={run_dir}"]
     if FLAGS.steps_per_epoch:
         train.append(f"--steps_per_epoch={FLAGS.steps_per_epoch}")
     _step("Train", train, log)
-    _step("Evaluate the Keras model on the test set",
-          ["bireal_larq.evaluate", f"--checkpoint={run_dir}", f"--dataset={DATASET}"], log)
-    _step("Export to LCE, check every binary conv is fused, verify on test images",
-          ["bireal_larq.export", f"--checkpoint={run_dir}", f"--output={tflite}",
-           f"--verify_dataset={DATASET}", f"--verify_samples={FLAGS.verify_samples}"], log)
-    _step("Benchmark the LCE model against its real-valued twin (XNNPACK)",
-          ["bireal_larq.benchmark", tflite, "--compare_float", "--max_threads=2",
-           f"--runs={FLAGS.benchmark_runs}",
-           f"--json_output={os.path.join(out, 'benchmark.json')}"],
-          log)
+    _step(
+        "Evaluate the Keras model on the test set",
+        ["bireal_larq.evaluate", f"--checkpoint={run_dir}", f"--dataset={DATASET}"],
+        log,
+    )
+    _step(
+        "Export to LCE, check every binary conv is fused, verify on test images",
+        [
+            "bireal_larq.export",
+            f"--checkpoint={run_dir}",
+            f"--output={tflite}",
+            f"--verify_dataset={DATASET}",
+            f"--verify_samples={FLAGS.verify_samples}",
+        ],
+        log,
+    )
+    _step(
+        "Benchmark the LCE model against its real-valued twin (XNNPACK)",
+        [
+            "bireal_larq.benchmark",
+            tflite,
+            "--compare_float",
+            "--max_threads=2",
+            f"--runs={FLAGS.benchmark_runs}",
+            f"--json_output={os.path.join(out, 'benchmark.json')}",
+        ],
+        log,
+    )
     path = write_report(out, log)
     print(f"\nDemo finished in {(time.time() - start) / 60:.1f} min. Report: {path}", flush=True)
 
 
+def run() -> None:
+    """The command-line entry point (parses this module's flags)."""
+    app.run(main, flags_parser=parser_for(FLAGS))
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from bireal_larq.cli import parser_for
 from bireal_larq.training.evaluation import evaluate_checkpoint, find_run, write_result
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "Run directory or weights file inside one.")
-flags.DEFINE_string("dataset", None, "Dataset (default: the run's).")
-flags.DEFINE_string("data_dir", None, "TFDS data dir or image folder root.")
-flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.", lower_bound=1)
-flags.DEFINE_integer("steps", None, "Evaluate only this many batches.", lower_bound=1)
-flags.mark_flag_as_required("checkpoint")
+# A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "checkpoint", None, "Run directory or weights file inside one.", flag_values=FLAGS
+)
+flags.DEFINE_string("dataset", None, "Dataset (default: the run's).", flag_values=FLAGS)
+flags.DEFINE_string("data_dir", None, "TFDS data dir or image folder root.", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer(
+    "steps", None, "Evaluate only this many batches.", lower_bound=1, flag_values=FLAGS
+)
+flags.mark_flag_as_required("checkpoint", flag_values=FLAGS)
 
 
 def main(argv):
@@ -38,5 +44,10 @@ def main(argv):
     )
 
 
+def run() -> None:
+    """The command-line entry point (parses this module's flags)."""
+    app.run(main, flags_parser=parser_for(FLAGS))
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

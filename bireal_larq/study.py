@@ -20,12 +20,23 @@ import traceback
 
 from absl import app, flags
 
-flags.DEFINE_string("suite", "fashion_mnist", "Study suite: experiments/study_<suite>.py.")
-flags.DEFINE_string("results_dir", "results", "Where the table, plot and runs go.")
-flags.DEFINE_list("only", None, "Run only these configurations (the table shows all finished).")
-flags.DEFINE_string("data_dir", None, "Data directory of bireal_larq.data.")
-flags.DEFINE_bool("table_only", False, "Rewrite the table from finished rows; train nothing.")
-FLAGS = flags.FLAGS
+from bireal_larq.cli import parser_for
+
+# A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "suite", "fashion_mnist", "Study suite: experiments/study_<suite>.py.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "results_dir", "results", "Where the table, plot and runs go.", flag_values=FLAGS
+)
+flags.DEFINE_list(
+    "only", None, "Run only these configurations (the table shows all finished).", flag_values=FLAGS
+)
+flags.DEFINE_string("data_dir", None, "Data directory of bireal_larq.data.", flag_values=FLAGS)
+flags.DEFINE_bool(
+    "table_only", False, "Rewrite the table from finished rows; train nothing.", flag_values=FLAGS
+)
 
 ROW_FILE = "study_row.json"
 TEST_IMAGES = 10_000  # the whole Fashion-MNIST / CIFAR test split
@@ -63,9 +74,15 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
     summary = run_training(config, run_dir, verbose=2)
     model, _ = model_from_run(run_dir)
     # The whole test split, preprocessed by the data package's eval function.
-    test, count = get_dataset(config.dataset, "test", batch_size=250, training=False,
-                              data_dir=data_dir, num_classes=config.num_classes,
-                              **config.dataset_kwargs)
+    test, count = get_dataset(
+        config.dataset,
+        "test",
+        batch_size=250,
+        training=False,
+        data_dir=data_dir,
+        num_classes=config.num_classes,
+        **config.dataset_kwargs,
+    )
     report = export_model(
         model,
         os.path.join(run_dir, "model.tflite"),
@@ -115,8 +132,14 @@ def write_results(
 ) -> None:
     """The markdown table (with the seed spread and the twin gap) and the bar plot."""
     twin = next((r for r in rows if not r["binary"]), None)
-    seeds = [r["keras_top1"] for r in rows if r["name"].startswith("bireal") and r["binary"]
-             and r["keras_top1"] is not None and "combination" not in r["name"]]
+    seeds = [
+        r["keras_top1"]
+        for r in rows
+        if r["name"].startswith("bireal")
+        and r["binary"]
+        and r["keras_top1"] is not None
+        and "combination" not in r["name"]
+    ]
     lines = [
         f"# Tricks study: {os.path.basename(md_path)[:-3]}",
         "",
@@ -171,8 +194,13 @@ def write_results(
     ax.set_xlim(max(0.0, low - 5), min(100.0, max(values) + 1))
     ax.set_xlabel("Fashion-MNIST test top-1 (%), Keras model")
     if len(seeds) >= 2:
-        ax.axvspan(100 * min(seeds), 100 * max(seeds), color="tab:orange", alpha=0.2,
-                   label="plain Bi-Real seed range")
+        ax.axvspan(
+            100 * min(seeds),
+            100 * max(seeds),
+            color="tab:orange",
+            alpha=0.2,
+            label="plain Bi-Real seed range",
+        )
         ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
@@ -215,8 +243,10 @@ def run_study(
     for i, entry in enumerate(entries):
         if table_only or (only and entry.name not in only):
             continue
-        print(f"\n### study {suite_name}: {i + 1}/{len(entries)} {entry.name}: "
-              f"{entry.description}", flush=True)
+        print(
+            f"\n### study {suite_name}: {i + 1}/{len(entries)} {entry.name}: {entry.description}",
+            flush=True,
+        )
         start = time.time()
         try:
             row = run_entry(entry, runs_dir, data_dir)
@@ -224,8 +254,11 @@ def run_study(
             failures.append(entry.name)
             traceback.print_exc()
             continue
-        print(f"### {entry.name}: Keras {_pct(row['keras_top1'])} %, LCE "
-              f"{_pct(row['lce_top1'])} % ({time.time() - start:.0f} s)", flush=True)
+        print(
+            f"### {entry.name}: Keras {_pct(row['keras_top1'])} %, LCE "
+            f"{_pct(row['lce_top1'])} % ({time.time() - start:.0f} s)",
+            flush=True,
+        )
         refresh()
     rows = refresh()
     print(f"Results: {md_path}", flush=True)
@@ -235,14 +268,24 @@ def run_study(
 def main(argv) -> None:
     del argv
     try:
-        _, failures = run_study(FLAGS.suite, load_suite(FLAGS.suite), FLAGS.results_dir,
-                                only=FLAGS.only, data_dir=FLAGS.data_dir,
-                                table_only=FLAGS.table_only)
+        _, failures = run_study(
+            FLAGS.suite,
+            load_suite(FLAGS.suite),
+            FLAGS.results_dir,
+            only=FLAGS.only,
+            data_dir=FLAGS.data_dir,
+            table_only=FLAGS.table_only,
+        )
     except ValueError as err:
         raise SystemExit(f"study: {err}") from None
     if failures:
         raise SystemExit(f"study: configurations failed: {failures}")
 
 
+def run() -> None:
+    """The command-line entry point (parses this module's flags)."""
+    app.run(main, flags_parser=parser_for(FLAGS))
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -18,6 +18,7 @@ import sys
 
 from absl import app, flags
 
+from bireal_larq.cli import parser_for
 from bireal_larq.training import (
     NonFiniteLossError,
     RunDirectoryConflict,
@@ -33,31 +34,53 @@ from bireal_larq.training import (
 from bireal_larq.training.config import STRATEGIES, OptimizerConfig
 from bireal_larq.training.recipes import with_epochs
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Registered model name (default: the experiment's).")
-flags.DEFINE_string("experiment", None, "Experiment name in experiments/ or a path to one.")
-flags.DEFINE_string("dataset", None, "Dataset name (default: the experiment's).")
-flags.DEFINE_string("data_dir", None, "TFDS data dir, or the root of an image folder.")
-flags.DEFINE_string("manual_dir", None, "TFDS manual dir (ImageNet tars).")
-flags.DEFINE_integer("epochs", None, "Epochs of every stage (schedules rescale to fit).")
-flags.DEFINE_integer("batch_size", None, "Global batch size (learning rates scale with it).")
+# A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "model", None, "Registered model name (default: the experiment's).", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "experiment", None, "Experiment name in experiments/ or a path to one.", flag_values=FLAGS
+)
+flags.DEFINE_string("dataset", None, "Dataset name (default: the experiment's).", flag_values=FLAGS)
+flags.DEFINE_string(
+    "data_dir", None, "TFDS data dir, or the root of an image folder.", flag_values=FLAGS
+)
+flags.DEFINE_string("manual_dir", None, "TFDS manual dir (ImageNet tars).", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "epochs", None, "Epochs of every stage (schedules rescale to fit).", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "batch_size", None, "Global batch size (learning rates scale with it).", flag_values=FLAGS
+)
 flags.DEFINE_float(
     "learning_rate",
     None,
     "Base learning rate of the first stage at its reference batch size; later stages keep "
     "their ratio to it.",
+    flag_values=FLAGS,
 )
-flags.DEFINE_enum("strategy", None, list(STRATEGIES), "Distribution strategy.")
-flags.DEFINE_boolean("mixed_precision", None, "float16 on GPU, bfloat16 on TPU and CPU.")
-flags.DEFINE_boolean("jit_compile", None, "Compile the train step with XLA.")
-flags.DEFINE_string("output_dir", None, "Run directory.")
-flags.DEFINE_integer("seed", None, "Random seed.")
-flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch (smoke runs).")
-flags.DEFINE_integer("validation_steps", None, "Cap on validation steps.")
-flags.DEFINE_boolean("deterministic", None, "TF op determinism (bit-identical resumes).")
-flags.DEFINE_integer("backup_every_steps", None, "Backup (resume point) frequency in steps.")
-flags.DEFINE_boolean("overwrite", False, "Delete a run with another configuration in output_dir.")
-flags.mark_flag_as_required("output_dir")
+flags.DEFINE_enum("strategy", None, list(STRATEGIES), "Distribution strategy.", flag_values=FLAGS)
+flags.DEFINE_boolean(
+    "mixed_precision", None, "float16 on GPU, bfloat16 on TPU and CPU.", flag_values=FLAGS
+)
+flags.DEFINE_boolean("jit_compile", None, "Compile the train step with XLA.", flag_values=FLAGS)
+flags.DEFINE_string("output_dir", None, "Run directory.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", None, "Random seed.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "steps_per_epoch", None, "Cap on steps per epoch (smoke runs).", flag_values=FLAGS
+)
+flags.DEFINE_integer("validation_steps", None, "Cap on validation steps.", flag_values=FLAGS)
+flags.DEFINE_boolean(
+    "deterministic", None, "TF op determinism (bit-identical resumes).", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+    "backup_every_steps", None, "Backup (resume point) frequency in steps.", flag_values=FLAGS
+)
+flags.DEFINE_boolean(
+    "overwrite", False, "Delete a run with another configuration in output_dir.", flag_values=FLAGS
+)
+flags.mark_flag_as_required("output_dir", flag_values=FLAGS)
 
 
 def default_config(model: str, dataset: str) -> TrainConfig:
@@ -145,5 +168,10 @@ def main(argv):
         sys.exit(3)
 
 
+def run() -> None:
+    """The command-line entry point (parses this module's flags)."""
+    app.run(main, flags_parser=parser_for(FLAGS))
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -1,10 +1,10 @@
 r"""The tricks study on Fashion-MNIST: every catalogue trick, one at a time, on one budget.
 
-Command (resumable: finished configurations are skipped)::
+Command::
 
     python -m bireal_larq.study --suite=fashion_mnist
 
-writes ``results/fashion_mnist.md`` (table + bar plot ``results/fashion_mnist.png``), with
+(resumable: finished configurations are skipped) writes ``results/fashion_mnist.md`` (table + bar plot ``results/fashion_mnist.png``), with
 the runs under ``results/fashion_mnist_runs/<name>``.
 
 Backbone and budget (the same for every row): ``birealnet18_small`` (3x3/1 stem, 28x28x1)

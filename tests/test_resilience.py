@@ -121,11 +121,10 @@ def dying(f, model):
 
 
 hdf5_format.save_weights_to_hdf5_group = dying
-from absl import app
 from bireal_larq import train
 
 sys.argv = ["train", *sys.argv[1:]]
-app.run(train.main)
+train.run()
 """
 
 

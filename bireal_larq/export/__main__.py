@@ -16,7 +16,7 @@ import sys
 
 from absl import app, flags
 
-from bireal_larq.export.cli_flags import parser_for
+from bireal_larq.cli import parser_for
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string(

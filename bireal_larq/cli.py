@@ -1,4 +1,6 @@
-"""Private flag sets for the thin CLIs, so that importing several of them never collides.
+"""Private flag sets for the thin CLIs (train, evaluate, export, benchmark, study, ...).
+
+Importing several of them into one process never collides.
 
 absl keeps one global flag registry; two modules that both define ``--model`` (export,
 benchmark, train, ...) cannot be imported into one process. Each CLI defines its flags on its

@@ -1,0 +1,42 @@
+"""The thin CLIs: importable together (private flag sets) and each answering --help."""
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+CLIS = ["bireal_larq.train", "bireal_larq.evaluate", "bireal_larq.export.__main__",
+        "bireal_larq.benchmark.__main__", "bireal_larq.convert_weights", "bireal_larq.study",
+        "bireal_larq.demo", "bireal_larq.data.prepare"]
+
+
+def test_every_cli_imports_into_one_process():
+    modules = [importlib.import_module(name) for name in CLIS]
+    # Same flag names (--dataset, --data_dir, --model, ...) live in separate flag sets.
+    owned = [m.FLAGS for m in modules if hasattr(m, "FLAGS")]
+    assert len(owned) == len(CLIS)
+
+
+@pytest.mark.parametrize("module", ["bireal_larq.study", "bireal_larq.demo",
+                                    "bireal_larq.evaluate"])
+def test_help_lists_the_flags(module):
+    done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_study_table_only_on_an_empty_results_dir(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bireal_larq.study", "--suite=fashion_mnist",
+                           f"--results_dir={tmp_path}", "--table_only"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "fashion_mnist.md").read_text()
+    assert "0 of 21 configurations finished" in table
+
+    bad = subprocess.run([sys.executable, "-m", "bireal_larq.study", "--suite=nope",
+                          f"--results_dir={tmp_path}"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode != 0 and "Unknown study suite 'nope'" in bad.stderr
+    assert "Traceback" not in bad.stderr
