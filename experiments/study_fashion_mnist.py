@@ -4,8 +4,9 @@ Command::
 
     python -m bireal_larq.study --suite=fashion_mnist
 
-(resumable: finished configurations are skipped) writes ``results/fashion_mnist.md`` (table + bar plot ``results/fashion_mnist.png``), with
-the runs under ``results/fashion_mnist_runs/<name>``.
+(resumable: finished configurations are skipped) writes ``results/fashion_mnist.md`` (table
++ bar plot ``results/fashion_mnist.png``), with the runs under
+``results/fashion_mnist_runs/<name>``.
 
 Backbone and budget (the same for every row): ``birealnet18_small`` (3x3/1 stem, 28x28x1)
 at quarter width (base_filters 16), batch 128, BUDGET_EPOCHS epochs of the 60,000 training
