@@ -247,10 +247,40 @@ def train_preprocess(
 # ------------------------------------------------------------------------------------------
 
 
-def _seed_stream(seed: int | None, salt: int) -> tf.data.Dataset:
-    """Endless int64 [2] seeds; a fixed ``seed`` gives the same stream in every fresh run."""
+def _seed_stream(seed: int | None, salt: int, width: int = 2) -> tf.data.Dataset:
+    """Endless int64 [width] seeds; a fixed ``seed`` gives the same stream in every fresh run."""
     base = None if seed is None else int(seed) * 1_000_003 + salt
-    return tf.data.Dataset.random(seed=base, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.random(seed=base, rerandomize_each_iteration=True).batch(width)
+
+
+def _fused_tail(info: DatasetInfo, augment: AugmentConfig, normalise: bool):
+    """Flip (and, with ``normalise``, PCA lighting + [0, 1] scaling + mean / std) of one
+    resized float32 image, compiled by XLA into one pass over its pixels.
+
+    ``seed`` [2] draws four normals: three are the lighting alphas, the sign of the fourth is
+    the flip (probability 1/2). Steps 3 and 6-9 of the op order, for recipes whose other steps
+    (rotation, AutoAugment, colour jitter) are off; these per-pixel ops commute with the flip.
+    """
+    inv_std = 1.0 / tf.constant(info.std, tf.float32)
+    scale = inv_std / 255.0
+    base_offset = -tf.constant(info.mean, tf.float32) * inv_std
+    eigvec = tf.constant(P.IMAGENET_EIGVEC, tf.float32)
+    eigval = tf.constant(P.IMAGENET_EIGVAL, tf.float32)
+    alphastd = augment.lighting_alphastd
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def tail(image, seed):
+        noise = tf.random.stateless_normal([4], seed, alg="philox")
+        if augment.flip:
+            image = tf.where(noise[3] < 0.0, tf.reverse(image, [1]), image)
+        if not normalise:
+            return image
+        offset = base_offset
+        if alphastd > 0:
+            offset = offset + tf.linalg.matvec(eigvec, noise[:3] * alphastd * eigval) * inv_std
+        return image * scale + offset
+
+    return tail
 
 
 def _validate_args(name, split, batch_size, augment, max_skip_fraction) -> None:
@@ -381,15 +411,33 @@ def get_dataset(
     if training:
         shuffle_seed = None if seed is None else int(seed) * 1_000_003 + salt + 1
         ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = tf.data.Dataset.zip((ds, _seed_stream(seed, salt + 2)))
-    ds = ds.map(lambda example, s: (*example, s))
+
+    # The fast path of photo recipes (ImageNet's): all per-example work in the decoding map,
+    # flip + lighting + normalisation fused into one XLA pass per image (see _fused_tail).
+    fused_crop = encoded and training and augment.crop == "random_resized"
+    fast = fused_crop and augment.rotation_degrees == 0 and augment.autoaugment == "none"
+    per_batch_photometric = training and not (fast and not augment.color_jitter)
+    # Fast path: [crop seed, tail seed]; otherwise one seed that train_geometry splits.
+    ds = tf.data.Dataset.zip((ds, _seed_stream(seed, salt + 2, 4 if fast else 2)))
+    # (name, payload, label, seed) for decode_robustly, else (image, label, seed, no aux)
+    ds = ds.map(lambda example, s: (*example, s) if encoded else (*example, s, ()))
 
     if encoded:
         channels = info.channels
-        fused_crop = training and augment.crop == "random_resized"
+        height, width = info.image_shape[:2]
+        if fast:
+            tail = _fused_tail(info, augment, normalise=not per_batch_photometric)
+        is_path = name == "imagefolder"
 
         def decode(payload, s):
-            data = tf.io.read_file(payload) if name == "imagefolder" else payload
+            data = tf.io.read_file(payload) if is_path else payload
+            if fast:
+                crop = P.decode_random_crop(
+                    data, s[:2], augment.area_range, augment.aspect_ratio_range, channels
+                )
+                image = tail(P.resize(crop, (height, width), augment.antialias), s[2:])
+                image.set_shape(info.image_shape)
+                return image
             if fused_crop:
                 # the same seed train_geometry would use for the crop window
                 crop_seed = P.split_seed(P.split_seed(s, 2)[0], 4)[0]
@@ -399,12 +447,12 @@ def get_dataset(
             return P.decode_image(data, channels)
 
         report = SkipReport(shard_count, skip_corrupt, max_skip_fraction, channels)
-        ds = decode_robustly(ds, decode, report, is_path=name == "imagefolder")
-    else:
-        fused_crop = False
+        spec = tf.TensorSpec(info.image_shape, tf.float32) if fast else None
+        ds = decode_robustly(ds, decode, report, is_path=is_path, image_spec=spec)
 
-    # 2-5 per example; 6-9, the one-hot labels and 11 per batch.
-    def per_example(image, label, s):
+    # 2-5 per example (unless done while decoding); 6-9, the one-hot labels and 11 per batch.
+    def per_example(image, label, s, aux):
+        del aux
         if training:
             image = train_geometry(image, P.split_seed(s, 2)[0], info, augment, fused_crop)
         else:
@@ -412,12 +460,13 @@ def get_dataset(
         return image, label
 
     def per_batch(batch, s):
-        images, labels = batch
+        images, labels = batch[:2]
         labels = tf.one_hot(tf.cast(labels, tf.int32), info.num_classes, dtype=tf.float32)
         if not training:
             return images, labels
         photometric_seed, mix_seed = P.split_seed(s, 2)
-        images = train_photometric(images, photometric_seed, info, augment)
+        if per_batch_photometric:
+            images = train_photometric(images, photometric_seed, info, augment)
         if augment.mixes_batches:
             images, labels = mix_batch(
                 images,
@@ -429,7 +478,8 @@ def get_dataset(
             )
         return images, labels
 
-    ds = ds.map(per_example, num_parallel_calls=tf.data.AUTOTUNE)
+    if not fast:  # the fast path batches (image, label, seed, aux); per_batch drops the rest
+        ds = ds.map(per_example, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(per_replica, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
     ds = tf.data.Dataset.zip((ds, _seed_stream(seed, salt + 3)))
     ds = ds.map(per_batch, num_parallel_calls=tf.data.AUTOTUNE)

@@ -244,9 +244,11 @@ class SkipReport:
             )
         return False
 
-    def bad_many(self, names: tf.Tensor, payloads: tf.Tensor, is_path) -> bool:
-        for name, payload in zip(names, payloads, strict=True):
-            self.bad(name, payload, is_path)
+    def bad_block(self, names: tf.Tensor, payloads: tf.Tensor, missing: tf.Tensor, is_path) -> bool:
+        """Reports the examples of a decoding block flagged in ``missing`` (a bool mask)."""
+        for name, payload, gone in zip(names, payloads, missing.numpy(), strict=True):
+            if gone:
+                self.bad(name, payload, is_path)
         return False
 
     def finish(self) -> bool:
@@ -272,51 +274,62 @@ def decode_robustly(
     decode_fn,
     report: SkipReport,
     is_path: bool,
+    image_spec: tf.TensorSpec | None = None,
     block: int = DECODE_BLOCK,
 ) -> tf.data.Dataset:
-    """Maps (name, payload, label, seed) -> (image, label, seed), handling undecodable images.
+    """Maps (name, payload, label, seed) -> (image, label, seed, aux), handling unreadable images.
 
-    ``decode_fn(payload, seed) -> uint8 image``. Examples are decoded in blocks of ``block``:
-    each block is a small dataset whose decoding errors are dropped, followed by an end marker;
-    a scan over it records which examples came out, and at the marker asks ``report`` about the
-    missing ones (raise naming the file, or skip and count). Blocks amortise the cost of the
-    nested datasets; good images pay nothing else. After the last example ``report.finish``
-    logs the skipped files of the pass.
+    ``decode_fn(payload, seed) -> image`` (of ``image_spec``; default uint8 (H, W, channels)):
+    decoding plus whatever per-example work should share its parallelism. ``aux`` is bookkeeping
+    for the caller to drop (e.g. in its next ``map``).
+
+    Examples are decoded in blocks of ``block`` (at most 62): each block is a small dataset
+    whose errors are dropped, followed by an end marker. A scan sets one bit of an int64 per
+    example that came out, and at the marker, only when a bit is missing, ``report`` is asked
+    about those files (raise naming the file, or skip and count). A good example costs two
+    scalar ops and a filter test; the nested datasets are amortised over the block. After the
+    last example ``report.finish`` logs the skipped files of the pass.
     """
-    channels = report.channels
-    empty = tf.zeros([1, 1, channels], tf.uint8)
+    if not 0 < block <= 62:
+        raise ValueError(f"block={block} is invalid; valid: 1..62 (an int64 bit mask)")
+    if image_spec is None:
+        image_spec = tf.TensorSpec([None, None, report.channels], tf.uint8)
+    marker_image = tf.zeros([d or 1 for d in image_spec.shape.as_list()], image_spec.dtype)
 
     def per_block(names, payloads, labels, seeds):
         k = tf.shape(names, out_type=tf.int64)[0]
         good = (
-            tf.data.Dataset.from_tensor_slices((tf.range(k), payloads, seeds))
-            .map(lambda i, p, s: (i, decode_fn(p, s)))
+            tf.data.Dataset.from_tensor_slices((tf.range(k), payloads, labels, seeds))
+            .map(lambda i, p, label, s: (i, decode_fn(p, s), label, s))
             .ignore_errors()
         )
-        end = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), empty))
+        # The end marker carries index k; its bit completes the mask of a clean block.
+        end = tf.data.Dataset.from_tensors((k, marker_image, labels[0], seeds[0]))
+        one = tf.constant(1, tf.int64)
+        full = tf.bitwise.left_shift(one, k + 1) - 1
 
-        def step(seen, element):
-            i, image = element
-            is_end = i < 0
-            seen = tf.logical_or(seen, tf.equal(tf.range(k), i))
+        def step(mask, element):
+            i, image, label, seed = element
+            mask = tf.bitwise.bitwise_or(mask, tf.bitwise.left_shift(one, i))
+            return mask, (image, label, seed, (mask, i))
 
-            def ask():
-                missing = tf.logical_not(seen)
-                ok = tf.py_function(
-                    report.bad_many,
-                    [tf.boolean_mask(names, missing), tf.boolean_mask(payloads, missing), is_path],
-                    tf.bool,
-                )
-                ok.set_shape([])
-                return ok
+        def keep(image, label, seed, aux):
+            mask, i = aux
 
-            complete = tf.logical_or(tf.logical_not(is_end), tf.reduce_all(seen))
-            checked = tf.cond(complete, lambda: tf.constant(True), ask)
-            j = tf.maximum(i, 0)
-            keep = tf.logical_and(tf.logical_not(is_end), checked)
-            return seen, (image, tf.gather(labels, j), tf.gather(seeds, j), keep)
+            def at_end():
+                def ask():
+                    bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(mask, tf.range(k)), one)
+                    ok = tf.py_function(
+                        report.bad_block, [names, payloads, tf.equal(bits, 0), is_path], tf.bool
+                    )
+                    ok.set_shape([])
+                    return ok
 
-        return good.concatenate(end).scan(tf.zeros([k], tf.bool), step)
+                return tf.cond(tf.equal(mask, full), lambda: tf.constant(False), ask)
+
+            return tf.cond(i < k, lambda: tf.constant(True), at_end)
+
+        return good.concatenate(end).scan(tf.constant(0, tf.int64), step).filter(keep)
 
     ds = ds.batch(block).interleave(
         per_block,
@@ -325,17 +338,16 @@ def decode_robustly(
         deterministic=True,
     )
 
-    def finish(image, label, seed, ok):
+    def finish(*element):
         done = tf.py_function(report.finish, [], tf.bool)
         done.set_shape([])
-        return image, label, seed, tf.logical_and(ok, tf.logical_not(done))
+        return tf.logical_and(done, tf.constant(False))
 
-    spec = ds.element_spec
-    sentinel = tf.data.Dataset.from_tensors(
-        (empty, tf.zeros([], spec[1].dtype), tf.zeros([2], spec[2].dtype), tf.constant(False))
-    ).map(finish)
-    ds = ds.concatenate(sentinel).filter(lambda image, label, seed, ok: ok)
-    return ds.map(lambda image, label, seed, ok: (image, label, seed))
+    # After the last block: log the pass's skipped files; yields nothing.
+    dummy = tf.nest.map_structure(
+        lambda spec: tf.zeros([d or 1 for d in spec.shape.as_list()], spec.dtype), ds.element_spec
+    )
+    return ds.concatenate(tf.data.Dataset.from_tensors(dummy).filter(finish))
 
 
 def synthetic_examples(
