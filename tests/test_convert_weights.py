@@ -184,3 +184,14 @@ def test_converted_weights_export_with_every_binary_conv_fused(tmp_path):
     assert report["binary_layers"] == 16 and report["lce_bconv2d_ops"] == 16
     assert report["float_fallback_layers"] == []
     assert report["verification"]["top1_agreement"] >= 0.99
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50])
+def test_parameter_counts_match_the_pytorch_reference(depth):
+    """The pinned sizes, checked independently: PyTorch parameters + BN statistics."""
+    net = torch_reference.build(depth, 64, 1000)
+    total = sum(p.numel() for p in net.parameters()) + sum(
+        b.numel() for name, b in net.named_buffers() if "num_batches" not in name)
+    # BiReal-50's first block owns a down_conv1x1 (16 -> 64) that it never runs.
+    unused = 16 * 64 if depth == 50 else 0
+    assert create_model(f"birealnet{depth}").count_params() == total - unused
