@@ -140,7 +140,7 @@ def main(argv) -> None:
 
     _step(
         "Prepare Fashion-MNIST (offline, once)",
-        ["bireal_larq.data.prepare", f"--dataset={DATASET}"],
+        ["bireal_larq.prepare_data", f"--dataset={DATASET}"],
         log,
     )
     train = ["bireal_larq.train", f"--experiment={FLAGS.experiment}", f"--output_dir={run_dir}"]
