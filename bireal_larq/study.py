@@ -140,13 +140,17 @@ def write_results(
         and r["keras_top1"] is not None
         and "combination" not in r["name"]
     ]
-    lines = [
+    lines: list[str] = [
         f"# Tricks study: {os.path.basename(md_path)[:-3]}",
         "",
         f"Command: `python -m bireal_larq.study --suite={suite_name}` "
         f"({len(rows)} of {total} configurations finished; rerun to continue).",
         "",
-        (suite_module.__doc__ or "").strip().split("Command")[0].strip(),
+        *[
+            paragraph
+            for paragraph in (suite_module.__doc__ or "").strip().split("\n\n")
+            if not paragraph.lstrip().startswith(("Command", "python", "(resumable", "Expected"))
+        ],
         "",
     ]
     if len(seeds) >= 2:

@@ -9,7 +9,7 @@ Command::
 ``results/fashion_mnist_runs/<name>``.
 
 Backbone and budget (the same for every row): ``birealnet18_small`` (3x3/1 stem, 28x28x1)
-at quarter width (base_filters 16), batch 128, BUDGET_EPOCHS epochs of the 60,000 training
+at quarter width (base_filters 16), batch 128, BUDGET_EPOCHS (2) epochs of the 60,000 training
 images, Adam at 2e-3 (reference batch 128) decayed linearly to 0, flip + pad-and-crop,
 fixed seed 0. The base follows the authors' PyTorch code: Bi-Real blocks, zero padding,
 PyTorch's default BatchNorm momentum 0.1 (Keras 0.9). Each trick changes only what it names.
