@@ -38,6 +38,11 @@ def decode_image(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:
     """Decodes JPEG (RGB, grayscale or CMYK), PNG, GIF or BMP bytes to uint8 (H, W, channels)."""
     # TF cannot turn a CMYK JPEG into one channel directly: go through RGB.
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    return _rgb_to_channels(image, channels)
+
+
+def _rgb_to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """A decoded RGB uint8 image with ``channels`` channels (1: luminance, rounded)."""
     if channels == 1:
         image = tf.cast(tf.round(grayscale(tf.cast(image, tf.float32))), tf.uint8)
     image.set_shape([None, None, channels])
@@ -91,11 +96,7 @@ def decode_random_crop(
         begin, size = _sample_crop_window(tf.shape(image), seed, area_range, aspect_ratio_range)
         return tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([size, [3]], 0))
 
-    image = tf.cond(tf.io.is_jpeg(encoded), fused, fallback)
-    if channels == 1:  # via RGB: TF cannot decode CMYK JPEGs to one channel
-        image = tf.cast(tf.round(grayscale(tf.cast(image, tf.float32))), tf.uint8)
-    image.set_shape([None, None, channels])
-    return image
+    return _rgb_to_channels(tf.cond(tf.io.is_jpeg(encoded), fused, fallback), channels)
 
 
 def random_resized_crop(
