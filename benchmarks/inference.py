@@ -7,11 +7,11 @@ Rows (224x224x3, 1000 classes, untrained weights: latency does not depend on the
 * ``birealnet18_lce``: the same with ``pad_values=1`` (no border correction);
 * ``birealnet18 float twin``: the real-valued twin, plain TFLite converter, XNNPACK.
 
-LCE models run with the fastest bgemm kernel for the host (probed per model; on x86-64 the
-indirect bgemm). All rows are timed round-robin (one run of each per round), so the drifting
-load of a shared machine affects them alike. Targets checked at the end: birealnet18 no slower
-than the zoo model, birealnet18_lce faster than the float twin, birealnet18's flatbuffer
-<= 4.2 MB.
+LCE models run with the fastest backend for the host, probed per model and thread count among
+LCE's two bgemm kernels, each with or without XNNPACK for the float layers. All rows are timed
+round-robin (one run of each per round), so the drifting load of a shared machine affects
+them alike. Targets checked at the end: birealnet18 no slower than the zoo model,
+birealnet18_lce faster than the float twin, birealnet18's flatbuffer <= 4.2 MB.
 
 Command (prints a markdown table and writes JSON)::
 
@@ -19,7 +19,7 @@ Command (prints a markdown table and writes JSON)::
         --output=benchmarks/results/inference.json
 
 Host numbers are for comparisons on one machine; ARM numbers come from
-``lce_benchmark_model`` on the device (docs/raspberry_pi.md).
+``lce_benchmark_model`` on the device (the README, "Deploying on a Raspberry Pi").
 """
 
 from __future__ import annotations
@@ -72,14 +72,16 @@ def main(argv: list[str]) -> None:
     threads = [int(t) for t in FLAGS.threads]
     started = time.time()
     models, fusion = _flatbuffers()
-    kernels, configs = {}, []
+    backends, configs = {}, []
     for name, flatbuffer in models.items():
         if name.endswith("float twin"):
-            configs += [benchmark.Config(name, flatbuffer, n, xnnpack=True) for n in threads]
+            configs += [benchmark.Config(name, flatbuffer, n, "default+xnnpack") for n in threads]
             continue
-        kernel, probe = benchmark.fastest_kernel(flatbuffer)
-        kernels[name] = {"bgemm": kernel, "probe_median_ms_1_thread": probe}
-        configs += [benchmark.Config(name, flatbuffer, n, kernel=kernel) for n in threads]
+        backends[name] = {}
+        for n in threads:  # the fastest backend can depend on the thread count
+            backend, probe = benchmark.fastest_backend(flatbuffer, threads=n)
+            backends[name][n] = {"backend": backend, "probe_median_ms": probe}
+            configs.append(benchmark.Config(name, flatbuffer, n, backend))
     # Round-robin, so that the load of a shared machine affects every row alike.
     timings = benchmark.time_interleaved(configs, warmup=FLAGS.warmup, runs=FLAGS.runs)
 
@@ -104,16 +106,17 @@ def main(argv: list[str]) -> None:
     table = benchmark.format_table(timings)
     sizes = {name: len(fb) for name, fb in models.items()}
     print(table)
-    print("\n| model | flatbuffer bytes | bgemm | probe 1 thread: default / indirect ms |")
-    print("|---|---:|---|---|")
+    print("\n| model | flatbuffer bytes |")
+    print("|---|---:|")
     for name, size in sizes.items():
-        k = kernels.get(name)
-        probe = (
-            " / ".join(f"{k['probe_median_ms_1_thread'][x]:.1f}" for x in benchmark.KERNELS)
-            if k
-            else "-"
-        )
-        print(f"| {name} | {size:,} | {k['bgemm'] if k else 'xnnpack'} | {probe} |")
+        print(f"| {name} | {size:,} |")
+    print("\nBackend probe (median ms of a short round-robin run; the fastest is used above):\n")
+    print("| model | threads | " + " | ".join(benchmark.BACKENDS) + " |")
+    print("|---|---:|" + "---:|" * len(benchmark.BACKENDS))
+    for name, per_thread in backends.items():
+        for n, probe in per_thread.items():
+            cells = " | ".join(f"{probe['probe_median_ms'][b]:.1f}" for b in benchmark.BACKENDS)
+            print(f"| {name} | {n} | {cells} |")
     print("\nTargets:")
     for target, ok in targets.items():
         print(f"- [{'x' if ok else ' '}] {target}")
@@ -139,7 +142,7 @@ def main(argv: list[str]) -> None:
                 },
                 "sizes_bytes": sizes,
                 "fusion": fusion,
-                "kernels": kernels,
+                "backends": backends,
                 "timings": [t.to_dict() for t in timings],
                 "targets": targets,
                 "table": table,

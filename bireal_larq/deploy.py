@@ -15,7 +15,6 @@ validated on::
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from bireal_larq.export.backends import default_backend, interpreter_options
 from bireal_larq.export.core import read_report
 from bireal_larq.export.flatbuffer import read_flatbuffer
 from bireal_larq.export.verify import interpreter as make_interpreter
@@ -41,11 +41,6 @@ class Prediction:
     top_k: tuple[tuple[int, str, float], ...]
 
 
-def default_use_indirect_bgemm() -> bool:
-    """On x86-64 LCE's indirect bgemm is several times faster than its default kernel."""
-    return platform.machine().lower() in ("x86_64", "amd64")
-
-
 class Classifier:
     """An exported Bi-Real Net ready to classify raw images.
 
@@ -55,13 +50,15 @@ class Classifier:
             default: the ``dataset`` recorded in the export report beside the file.
         class_names: labels by index; default: the dataset's class names, else the indices.
         num_threads: interpreter threads.
-        use_indirect_bgemm: LCE kernel choice; default: the fastest for this host.
+        backend: LCE bgemm kernel with or without XNNPACK (one of
+            :data:`bireal_larq.export.BACKENDS`); default: the host's.
         data_dir: data directory for :func:`bireal_larq.data.dataset_info`.
 
     Raises:
         FileNotFoundError: the file does not exist.
         NotAFlatbufferError: the file is not a TFLite flatbuffer.
-        ValueError: the dataset's images do not fit the model input (channel count).
+        ValueError: the dataset's images do not fit the model input (channel count), or an
+            unknown backend.
     """
 
     def __init__(
@@ -71,16 +68,16 @@ class Classifier:
         dataset: str | None = None,
         class_names: Sequence[str] | None = None,
         num_threads: int = 1,
-        use_indirect_bgemm: bool | None = None,
+        backend: str | None = None,
         data_dir: str | None = None,
     ):
         self.path = os.fspath(tflite_path)
         flatbuffer = read_flatbuffer(self.path)
-        if use_indirect_bgemm is None:
-            use_indirect_bgemm = default_use_indirect_bgemm()
+        self.backend = backend or default_backend()
+        interpreter_options(self.backend)  # an unknown backend is a ValueError of its own
         try:
             self._interpreter = make_interpreter(
-                flatbuffer, num_threads=num_threads, use_indirect_bgemm=use_indirect_bgemm
+                flatbuffer, num_threads=num_threads, backend=self.backend
             )
         except Exception as e:  # the interpreter's own message is terse
             raise ValueError(f"{self.path!r} could not be loaded by LCE's interpreter: {e}") from e

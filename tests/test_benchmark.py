@@ -128,19 +128,47 @@ def test_benchmark_binary_failures_are_explained(tmp_path):
         benchmark.run_lce_benchmark_model(failing, str(tmp_path / "missing.tflite"))
 
 
-def test_host_latency_shapes_and_kernel_choice(tmp_path):
+def test_backend_names_map_to_interpreter_options():
+    assert benchmark.BACKENDS == (
+        "default", "indirect_bgemm", "default+xnnpack", "indirect_bgemm+xnnpack"
+    )
+    assert benchmark.interpreter_options("default") == {
+        "use_indirect_bgemm": False, "use_xnnpack": False
+    }
+    assert benchmark.interpreter_options("indirect_bgemm+xnnpack") == {
+        "use_indirect_bgemm": True, "use_xnnpack": True
+    }
+    with pytest.raises(ValueError, match=r"backend='xnnpack' is invalid; valid: \['default'"):
+        benchmark.interpreter_options("xnnpack")
+    assert export.default_backend() in benchmark.BACKENDS
+
+
+def test_runtime_label_tells_lce_from_plain_tflite(tmp_path):
+    lce_model = open(_tiny_tflite(tmp_path), "rb").read()
+    x = tf.keras.Input((4,))
+    plain = tf.lite.TFLiteConverter.from_keras_model(
+        tf.keras.Model(x, tf.keras.layers.Dense(2)(x))
+    ).convert()
+    assert benchmark.has_lce_ops(lce_model) and not benchmark.has_lce_ops(plain)
+    assert benchmark.runtime_label(lce_model, "default+xnnpack") == "lce/default+xnnpack"
+    assert benchmark.runtime_label(plain, "default+xnnpack") == "tflite/xnnpack"
+    assert benchmark.runtime_label(plain, "indirect_bgemm") == "tflite"
+
+
+def test_host_latency_shapes_and_backend_choice(tmp_path):
     flatbuffer = open(_tiny_tflite(tmp_path), "rb").read()
     timings, info = benchmark.host_latency(flatbuffer, model="tiny", max_threads=2, runs=3)
     assert [t.threads for t in timings] == [1, 2]
-    assert info["bgemm"] in benchmark.KERNELS
-    assert set(info["bgemm_probe_ms"]) == set(benchmark.KERNELS)
+    assert info["backend"] in benchmark.BACKENDS
+    assert set(info["backend_probe_ms"]) == set(benchmark.BACKENDS)
+    assert info["backend"] == min(info["backend_probe_ms"], key=info["backend_probe_ms"].get)
     for t in timings:
-        assert t.runtime == f"lce/{info['bgemm']}" and t.runs == 3
+        assert t.runtime == f"lce/{info['backend']}" and t.runs == 3
         assert 0 < t.min_ms <= t.median_ms <= t.max_ms and math.isfinite(t.std_ms)
     table = benchmark.format_table(timings)
     assert table.count("\n") == 3 and "| tiny | lce/" in table
-    with pytest.raises(ValueError, match="bgemm='fast' is invalid"):
-        benchmark.host_latency(flatbuffer, bgemm="fast")
+    with pytest.raises(ValueError, match="backend='fast' is invalid"):
+        benchmark.host_latency(flatbuffer, backend="fast")
     with pytest.raises(ValueError, match="runs=1 is invalid"):
         benchmark.time_flatbuffer(flatbuffer, runs=1)
 
@@ -158,7 +186,7 @@ def test_cli_table_json_float_twin_and_device_binary(tmp_path, capsys):
         path,
         "--runs=3",
         "--warmup=1",
-        "--bgemm=indirect_bgemm",
+        "--backend=indirect_bgemm",
         "--compare_float",
         f"--lce_benchmark_model={binary}",
     ]
@@ -173,7 +201,7 @@ def test_cli_table_json_float_twin_and_device_binary(tmp_path, capsys):
     assert "| birealnet18_small (float twin) | tflite/xnnpack | 1 |" in out
     assert "| birealnet18_small | lce_benchmark_model | 1 | - |" in out
     result = json.loads((tmp_path / "tiny.benchmark.json").read_text())
-    assert result["bgemm"] == "indirect_bgemm"
+    assert result["backend"] == "indirect_bgemm"
     assert len(result["timings"]) == 3 and result["float_twin_size_bytes"] > 0
     assert result["lce_benchmark_model"][0]["inference"]["count"] == 50
 
@@ -199,18 +227,18 @@ def test_cli_errors(tmp_path, capsys):
 def test_interleaved_timing_gives_one_row_per_config(tmp_path):
     flatbuffer = open(_tiny_tflite(tmp_path), "rb").read()
     configs = [
-        benchmark.Config("a", flatbuffer, threads=1, kernel="default"),
+        benchmark.Config("a", flatbuffer, threads=1, backend="default"),
         benchmark.Config("a", flatbuffer, threads=2),
-        benchmark.Config("a float", flatbuffer, threads=1, xnnpack=True),
+        benchmark.Config("a", flatbuffer, threads=1, backend="indirect_bgemm"),
     ]
     timings = benchmark.time_interleaved(configs, warmup=1, runs=4)
     assert [(t.model, t.runtime, t.threads) for t in timings] == [
         ("a", "lce/default", 1),
-        ("a", "lce/indirect_bgemm", 2),
-        ("a float", "tflite/xnnpack", 1),
+        ("a", "lce/indirect_bgemm+xnnpack", 2),
+        ("a", "lce/indirect_bgemm", 1),
     ]
     assert all(t.runs == 4 and t.size_bytes == len(flatbuffer) for t in timings)
     with pytest.raises(ValueError, match="No configurations"):
         benchmark.time_interleaved([])
-    with pytest.raises(ValueError, match="kernel='fast' is invalid"):
-        benchmark.time_interleaved([benchmark.Config("a", flatbuffer, kernel="fast")])
+    with pytest.raises(ValueError, match="backend='fast' is invalid"):
+        benchmark.time_interleaved([benchmark.Config("a", flatbuffer, backend="fast")])

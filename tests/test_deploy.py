@@ -134,3 +134,19 @@ def test_dataset_and_class_name_mismatches(exported, tmp_path):
     assert clf.predict(np.zeros((1, *SHAPE), np.float32)).shape == (1, CLASSES)
     with pytest.raises(ValueError, match="top_k=9 is invalid; valid: 1..4"):
         clf.classify(np.zeros((1, *SHAPE), np.float32), top_k=9)
+
+
+@pytest.mark.parametrize("backend", export.BACKENDS)
+def test_every_backend_gives_the_same_answers(exported, backend):
+    model, path = exported
+    clf = Classifier(path, backend=backend)
+    assert clf.backend == backend
+    x = np.random.default_rng(2).standard_normal((4, *SHAPE)).astype(np.float32)
+    np.testing.assert_allclose(clf.predict(x), model(x, training=False).numpy(), atol=1e-5)
+
+
+def test_default_backend_and_unknown_backend(exported):
+    _, path = exported
+    assert Classifier(path).backend == export.default_backend()
+    with pytest.raises(ValueError, match=r"backend='fast' is invalid; valid: \['default'"):
+        Classifier(path, backend="fast")

@@ -65,12 +65,13 @@ def _single_bconv_model(pad_values, strides=1):
 
 
 @pytest.mark.parametrize("pad_values,strides", [(0.0, 1), (1.0, 1), (0.0, 2)])
-def test_single_binary_conv_matches_keras_tightly(pad_values, strides):
+@pytest.mark.parametrize("backend", export.BACKENDS)
+def test_single_binary_conv_matches_keras_tightly(pad_values, strides, backend):
     model = _single_bconv_model(pad_values, strides)
     flatbuffer = export.convert(model)
     assert export.op_table(flatbuffer).get("LceBconv2d") == 1
     images = verify.random_images((9, 9, 5), 8, seed=1)
-    lce_out = export.run_flatbuffer(export.interpreter(flatbuffer), images)
+    lce_out = export.run_flatbuffer(export.interpreter(flatbuffer, backend=backend), images)
     keras_out = model(images, training=False).numpy()
     assert lce_out.shape == keras_out.shape
     np.testing.assert_allclose(lce_out, keras_out, atol=1e-5, rtol=0)
@@ -381,7 +382,8 @@ def test_verification_on_the_synthetic_dataset_end_to_end(tmp_path):
 # ----------------------------------------------------------------------------- LCE limits
 @pytest.mark.parametrize("size, pad_values, broken", [(2, 0.0, True), (3, 0.0, False),
                                                       (2, 1.0, False)])
-def test_lce_zero_padding_below_the_kernel_size_evidence(size, pad_values, broken):
+@pytest.mark.parametrize("backend", export.KERNELS)
+def test_lce_zero_padding_below_the_kernel_size_evidence(size, pad_values, broken, backend):
     """Why export refuses zero-padded binary convs on tiny maps (rerun when LCE changes)."""
     rng = np.random.default_rng(0)
     inputs = tf.keras.Input((size, size, 16))
@@ -391,7 +393,8 @@ def test_lce_zero_padding_below_the_kernel_size_evidence(size, pad_values, broke
     model = tf.keras.Model(inputs, y)
     x = rng.normal(size=(4, size, size, 16)).astype("float32")
     diff = np.abs(model.predict(x, verbose=0)
-                  - verify.run_flatbuffer(verify.interpreter(core.convert(model)), x)).max()
+                  - verify.run_flatbuffer(verify.interpreter(core.convert(model), backend=backend),
+                                          x)).max()
     assert bool(diff > 0.1) == broken, diff
     assert bool(core.zero_padding_below_kernel(model)) is broken
 

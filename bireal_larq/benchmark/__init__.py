@@ -1,9 +1,9 @@
 """Latency of exported models: on the host through LCE's interpreter, on a device through
 LCE's ``lce_benchmark_model`` binary, and the float twin with XNNPACK for comparison.
 
-Host numbers are for comparing models and kernels on one machine; what a Raspberry Pi or a
-phone does is measured with ``lce_benchmark_model`` there (see ``docs/raspberry_pi.md``),
-whose output :func:`parse_lce_benchmark_output` reads into the same table.
+Host numbers are for comparing models and backends on one machine; what a Raspberry Pi or a
+phone does is measured with ``lce_benchmark_model`` there (the README's section "Deploying on
+a Raspberry Pi"), whose output :func:`parse_lce_benchmark_output` reads into the same table.
 """
 
 from __future__ import annotations
@@ -18,8 +18,24 @@ from typing import Any
 
 import numpy as np
 
-KERNELS = ("default", "indirect_bgemm")
-BGEMM_CHOICES = ("auto", *KERNELS)
+from bireal_larq.export.backends import BACKENDS, KERNELS, interpreter_options
+
+BACKEND_CHOICES = ("auto", *BACKENDS)
+
+
+def has_lce_ops(flatbuffer: bytes) -> bool:
+    """Whether the flatbuffer holds LCE's custom ops (else it is a plain TFLite model)."""
+    from bireal_larq.export.flatbuffer import op_table
+
+    return any(op.startswith("Lce") for op in op_table(flatbuffer))
+
+
+def runtime_label(flatbuffer: bytes, backend: str) -> str:
+    """``lce/<backend>`` for LCE models; ``tflite/xnnpack`` or ``tflite`` for plain ones."""
+    interpreter_options(backend)
+    if has_lce_ops(flatbuffer):
+        return f"lce/{backend}"
+    return "tflite/xnnpack" if backend.endswith("+xnnpack") else "tflite"
 
 
 @dataclasses.dataclass
@@ -81,8 +97,7 @@ def time_flatbuffer(
     threads: int = 1,
     warmup: int = 5,
     runs: int = 30,
-    kernel: str = "indirect_bgemm",
-    xnnpack: bool = False,
+    backend: str = "indirect_bgemm+xnnpack",
     seed: int = 0,
 ) -> Timing:
     """Times single-image inference of ``flatbuffer`` in LCE's interpreter.
@@ -93,23 +108,15 @@ def time_flatbuffer(
         threads: interpreter threads.
         warmup: untimed runs first (allocation, caches).
         runs: timed runs; the median and spread are over these.
-        kernel: "indirect_bgemm" or "default", LCE's bgemm for ``LceBconv2d``.
-        xnnpack: run through TFLite's XNNPACK delegate (for float models).
+        backend: one of :data:`BACKENDS` (the LCE bgemm kernel, with or without XNNPACK).
 
     Raises:
-        ValueError: invalid counts or kernel.
+        ValueError: invalid counts or backend.
     """
     from bireal_larq.export.verify import interpreter
 
     _check_counts(threads, warmup, runs)
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel={kernel!r} is invalid; valid: {list(KERNELS)}")
-    it = interpreter(
-        flatbuffer,
-        num_threads=threads,
-        use_indirect_bgemm=kernel == "indirect_bgemm",
-        use_xnnpack=xnnpack,
-    )
+    it = interpreter(flatbuffer, num_threads=threads, backend=backend)
     shape = tuple(it.input_shapes[0])
     dtype = np.dtype(it.input_types[0])
     rng = np.random.default_rng(seed)
@@ -124,9 +131,13 @@ def time_flatbuffer(
         start = time.perf_counter()
         it.predict(x)
         samples.append(time.perf_counter() - start)
-    runtime = "tflite/xnnpack" if xnnpack else f"lce/{kernel}"
     return _summary(
-        samples, model=model, runtime=runtime, threads=threads, warmup=warmup, size=len(flatbuffer)
+        samples,
+        model=model,
+        runtime=runtime_label(flatbuffer, backend),
+        threads=threads,
+        warmup=warmup,
+        size=len(flatbuffer),
     )
 
 
@@ -137,8 +148,7 @@ class Config:
     model: str
     flatbuffer: bytes
     threads: int = 1
-    kernel: str = "indirect_bgemm"
-    xnnpack: bool = False
+    backend: str = "indirect_bgemm+xnnpack"
 
 
 def time_interleaved(configs: Sequence[Config], *, warmup: int = 5, runs: int = 30) -> list[Timing]:
@@ -155,14 +165,7 @@ def time_interleaved(configs: Sequence[Config], *, warmup: int = 5, runs: int = 
     prepared = []
     for c in configs:
         _check_counts(c.threads, warmup, runs)
-        if c.kernel not in KERNELS:
-            raise ValueError(f"kernel={c.kernel!r} is invalid; valid: {list(KERNELS)}")
-        it = interpreter(
-            c.flatbuffer,
-            num_threads=c.threads,
-            use_indirect_bgemm=c.kernel == "indirect_bgemm",
-            use_xnnpack=c.xnnpack,
-        )
+        it = interpreter(c.flatbuffer, num_threads=c.threads, backend=c.backend)
         x = np.random.default_rng(0).standard_normal(tuple(it.input_shapes[0]))
         x = x.astype(np.dtype(it.input_types[0]))
         for _ in range(warmup):
@@ -178,7 +181,7 @@ def time_interleaved(configs: Sequence[Config], *, warmup: int = 5, runs: int = 
         _summary(
             times,
             model=c.model,
-            runtime="tflite/xnnpack" if c.xnnpack else f"lce/{c.kernel}",
+            runtime=runtime_label(c.flatbuffer, c.backend),
             threads=c.threads,
             warmup=warmup,
             size=len(c.flatbuffer),
@@ -187,16 +190,18 @@ def time_interleaved(configs: Sequence[Config], *, warmup: int = 5, runs: int = 
     ]
 
 
-def fastest_kernel(
-    flatbuffer: bytes, *, threads: int = 1, warmup: int = 2, runs: int = 5
+def fastest_backend(
+    flatbuffer: bytes, *, threads: int = 1, warmup: int = 2, runs: int = 7
 ) -> tuple[str, dict[str, float]]:
-    """Probes LCE's bgemm kernels on this host; returns the fastest and every probe median."""
-    medians = {
-        k: time_flatbuffer(
-            flatbuffer, threads=threads, warmup=warmup, runs=runs, kernel=k
-        ).median_ms
-        for k in KERNELS
-    }
+    """Probes every backend on this host, round-robin; returns the fastest and each median.
+
+    On x86-64 the indirect bgemm is several times faster than LCE's default kernel, and
+    XNNPACK speeds up the float layers around the binary ones.
+    """
+    timings = time_interleaved(
+        [Config(b, flatbuffer, threads, b) for b in BACKENDS], warmup=warmup, runs=runs
+    )
+    medians = {t.model: t.median_ms for t in timings}
     return min(medians, key=medians.get), medians
 
 
@@ -207,24 +212,26 @@ def host_latency(
     max_threads: int = 1,
     warmup: int = 5,
     runs: int = 30,
-    bgemm: str = "auto",
+    backend: str = "auto",
 ) -> tuple[list[Timing], dict[str, Any]]:
-    """Latency with 1..``max_threads`` threads, with the fastest bgemm kernel for the host.
+    """Latency with 1..``max_threads`` threads, with the fastest backend for the host.
 
     Returns:
         ``(timings, info)``: one :class:`Timing` per thread count, and ``info`` with the chosen
-        ``bgemm`` and, for "auto", the probe medians of each kernel (1 thread).
+        ``backend`` and, for "auto", the probe medians of each backend (1 thread).
     """
-    if bgemm not in BGEMM_CHOICES:
-        raise ValueError(f"bgemm={bgemm!r} is invalid; valid: {list(BGEMM_CHOICES)}")
+    if backend not in BACKEND_CHOICES:
+        raise ValueError(f"backend={backend!r} is invalid; valid: {list(BACKEND_CHOICES)}")
     if not isinstance(max_threads, int) or max_threads < 1:
         raise ValueError(f"max_threads={max_threads!r} is invalid; valid: an integer >= 1")
     info: dict[str, Any] = {}
-    if bgemm == "auto":
-        bgemm, info["bgemm_probe_ms"] = fastest_kernel(flatbuffer)
-    info["bgemm"] = bgemm
+    if backend == "auto":
+        backend, info["backend_probe_ms"] = fastest_backend(flatbuffer)
+    info["backend"] = backend
     timings = [
-        time_flatbuffer(flatbuffer, model=model, threads=n, warmup=warmup, runs=runs, kernel=bgemm)
+        time_flatbuffer(
+            flatbuffer, model=model, threads=n, warmup=warmup, runs=runs, backend=backend
+        )
         for n in range(1, max_threads + 1)
     ]
     return timings, info
@@ -399,17 +406,21 @@ def median_of(timings: Sequence[Timing], model: str, threads: int) -> float | No
 
 
 __all__ = [
-    "BGEMM_CHOICES",
+    "BACKENDS",
+    "BACKEND_CHOICES",
     "Config",
     "KERNELS",
     "Timing",
-    "fastest_kernel",
+    "fastest_backend",
     "float_twin_flatbuffer",
     "format_table",
+    "has_lce_ops",
     "host_latency",
+    "interpreter_options",
     "median_of",
     "parse_lce_benchmark_output",
     "run_lce_benchmark_model",
+    "runtime_label",
     "time_flatbuffer",
     "time_interleaved",
 ]

@@ -2,7 +2,7 @@
 
 Examples::
 
-    # host latency through LCE's interpreter, 1..2 threads, fastest bgemm for this host
+    # host latency through LCE's interpreter, 1..2 threads, fastest backend for this host
     python -m bireal_larq.benchmark birealnet18.tflite --max_threads=2 --compare_float
     # LCE's official benchmark binary (on a Raspberry Pi, or through a wrapper that runs it there)
     python -m bireal_larq.benchmark birealnet18.tflite --lce_benchmark_model=./lce_benchmark_model
@@ -20,6 +20,7 @@ import sys
 
 from absl import app, flags
 
+from bireal_larq.benchmark import BACKEND_CHOICES
 from bireal_larq.cli import parser_for
 
 FLAGS = flags.FlagValues()
@@ -27,7 +28,11 @@ flags.DEFINE_integer("max_threads", 1, "Time with 1..N interpreter threads.", fl
 flags.DEFINE_integer("warmup", 5, "Untimed runs before timing.", flag_values=FLAGS)
 flags.DEFINE_integer("runs", 30, "Timed runs per configuration.", flag_values=FLAGS)
 flags.DEFINE_enum(
-    "bgemm", "auto", ["auto", "default", "indirect_bgemm"], "LCE bgemm kernel.", flag_values=FLAGS
+    "backend",
+    "auto",
+    list(BACKEND_CHOICES),
+    "LCE bgemm kernel, with or without XNNPACK for the float layers (auto: probe them all).",
+    flag_values=FLAGS,
 )
 flags.DEFINE_bool(
     "compare_float", False, "Also time the real-valued twin with XNNPACK.", flag_values=FLAGS
@@ -60,7 +65,7 @@ def main(argv: list[str]) -> int:
             max_threads=FLAGS.max_threads,
             warmup=FLAGS.warmup,
             runs=FLAGS.runs,
-            bgemm=FLAGS.bgemm,
+            backend=FLAGS.backend,
         )
         if FLAGS.compare_float:
             if FLAGS.model is None and "model" not in report:
@@ -83,7 +88,7 @@ def main(argv: list[str]) -> int:
                         threads=n,
                         warmup=FLAGS.warmup,
                         runs=FLAGS.runs,
-                        xnnpack=True,
+                        backend="default+xnnpack",
                     )
                 )
         device = []

@@ -5,6 +5,7 @@
 ``python -m bireal_larq.export`` is its command line.
 """
 
+from bireal_larq.export.backends import BACKENDS, KERNELS, default_backend, interpreter_options
 from bireal_larq.export.core import (
     BCONV_OP,
     TARGETS,
@@ -27,7 +28,9 @@ from bireal_larq.export.flatbuffer import (
 from bireal_larq.export.verify import compare, interpreter, run_flatbuffer
 
 __all__ = [
+    "BACKENDS",
     "BCONV_OP",
+    "KERNELS",
     "TARGETS",
     "ExportError",
     "FusionCheck",
@@ -36,8 +39,10 @@ __all__ = [
     "check_fusion",
     "compare",
     "convert",
+    "default_backend",
     "export_model",
     "interpreter",
+    "interpreter_options",
     "is_flatbuffer",
     "load_model_for_export",
     "op_table",

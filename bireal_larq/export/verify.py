@@ -13,13 +13,21 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from bireal_larq.export.backends import default_backend, interpreter_options
+
 _DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8"}
 
 
-def interpreter(flatbuffer: bytes, num_threads: int = 1, **options):
-    """LCE's interpreter on ``flatbuffer`` (``use_indirect_bgemm``, ``use_xnnpack``, ...)."""
+def interpreter(flatbuffer: bytes, num_threads: int = 1, backend: str | None = None):
+    """LCE's interpreter on ``flatbuffer`` with a backend (default: the host's, see
+    :mod:`bireal_larq.export.backends`).
+
+    Raises:
+        ValueError: unknown backend.
+    """
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
+    options = interpreter_options(backend or default_backend())
     return Interpreter(flatbuffer, num_threads=num_threads, **options)
 
 
@@ -153,8 +161,11 @@ def compare(
     flatbuffer: bytes,
     images: np.ndarray,
     labels: np.ndarray | None = None,
+    backend: str | None = None,
 ) -> dict[str, Any]:
     """Runs Keras (inference mode) and LCE on ``images`` and compares their outputs.
+
+    LCE runs with ``backend`` (default: the host's, the one the inference API uses).
 
     Returns:
         ``samples``, ``top1_agreement`` (fraction of images with the same arg-max),
@@ -162,7 +173,8 @@ def compare(
         probabilities), ``mean_output_difference``, and, with labels, both accuracies.
     """
     keras_out = model.predict(images, batch_size=32, verbose=0).astype(np.float32)
-    lce_out = run_flatbuffer(interpreter(flatbuffer), images)
+    backend = backend or default_backend()
+    lce_out = run_flatbuffer(interpreter(flatbuffer, backend=backend), images)
     if keras_out.shape != lce_out.shape:
         raise ValueError(f"Keras gives outputs {keras_out.shape}, LCE {lce_out.shape}")
     keras_top1, lce_top1 = keras_out.argmax(-1), lce_out.argmax(-1)
@@ -174,6 +186,7 @@ def compare(
         "max_output_difference": float(diff.max()),
         "mean_output_difference": float(diff.mean()),
         "output": "softmax probabilities",
+        "backend": backend,
     }
     index = _labels_to_index(labels)
     if index is not None:
