@@ -131,7 +131,8 @@ def write_results(
     suite_name: str, suite_module, rows: list[dict], total: int, md_path: str, png_path: str
 ) -> None:
     """The markdown table (with the seed spread and the twin gap) and the bar plot."""
-    twin = next((r for r in rows if not r["binary"]), None)
+    # Each row is compared with the real-valued twin trained on the same budget (epochs).
+    twins = {r.get("epochs"): r for r in rows if not r["binary"]}
     seeds = [
         r["keras_top1"]
         for r in rows
@@ -162,17 +163,20 @@ def write_results(
             "",
         ]
     lines += [
-        "| configuration | binary | Keras top-1 % | LCE top-1 % | vs twin (points) | "
-        "parameters | .tflite KB | train min | what it changes |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| configuration | binary | epochs | Keras top-1 % | LCE top-1 % | "
+        "vs twin, same epochs (points) | parameters | .tflite KB | train min | "
+        "what it changes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         gap = ""
+        twin = twins.get(r.get("epochs"))
         if twin and r["keras_top1"] is not None and twin["keras_top1"] is not None:
             gap = f"{100 * (r['keras_top1'] - twin['keras_top1']):+.2f}"
         size = "" if r["flatbuffer_bytes"] is None else f"{r['flatbuffer_bytes'] / 1024:.0f}"
         lines.append(
-            f"| {r['name']} | {'yes' if r['binary'] else 'no'} | {_pct(r['keras_top1'])} | "
+            f"| {r['name']} | {'yes' if r['binary'] else 'no'} | {r.get('epochs', '')} | "
+            f"{_pct(r['keras_top1'])} | "
             f"{_pct(r['lce_top1'])} | {gap} | {r['parameters']:,} | {size} | "
             f"{r['train_minutes']:.1f} | {r['description']} |"
         )

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from bireal_larq.study import ROW_FILE, run_study
+from bireal_larq.study import ROW_FILE, run_study, write_results
 from bireal_larq.training.experiments import load_experiment
 
 TINY_SUITE = textwrap.dedent('''
@@ -102,11 +102,56 @@ def test_fashion_mnist_suite_lists_every_trick(tmp_path):
                   "downsample_v1", "downsample_v3", "label_smoothing", "two_stage",
                   "one_stage_warmup", "kd_kl", "kd_features", "mixup", "channel_attention",
                   "wide_grouped", "bn_momentum", "grad_centralization", "pad_one",
-                  "rsign_rprelu", "best_combination"):
+                  "rsign_rprelu", "best_combination", "best_combination_long",
+                  "real_valued_twin_long"):
         assert trick in names
-    # One budget for every row.
-    assert {e.config.total_epochs for e in entries} == {suite.BUDGET_EPOCHS}
+    # One budget for every row but the two long ones.
+    long = {e.name for e in entries if e.config.total_epochs == suite.LONG_EPOCHS}
+    assert long == {"best_combination_long", "real_valued_twin_long"}
+    assert {e.config.total_epochs for e in entries if e.name not in long} == {
+        suite.BUDGET_EPOCHS
+    }
     assert {e.config.batch_size for e in entries} == {suite.BATCH}
     kd = next(e for e in entries if e.name == "kd_kl")
     assert kd.needs == (suite.TEACHER_RUN,)
     assert kd.config.stages[0].loss.teacher.weights.startswith(str(tmp_path))
+
+
+def test_best_combination_merges_every_change_of_its_tricks(tmp_path):
+    suite = load_experiment("study_fashion_mnist")
+    by_name = {e.name: e for e in suite.entries(str(tmp_path))}
+    combined = suite._combine(
+        by_name, ("prelu", "kd_kl", "one_stage_warmup", "mixup", "grad_centralization"),
+        epochs=3 * suite.BUDGET_EPOCHS,
+    )
+    assert combined.name == "best_combination_long"
+    assert combined.needs == (suite.TEACHER_RUN,)
+    overrides = combined.config.model_overrides
+    assert overrides["activation"] == "prelu"
+    assert overrides["base_filters"] == 16  # the base is kept
+    (stage,) = combined.config.stages
+    assert stage.epochs == 3 * suite.BUDGET_EPOCHS
+    assert stage.loss.kd_weight == 1.0 and stage.loss.teacher is not None
+    assert stage.augment.mixup_alpha == 0.2
+    assert stage.optimizer.gradient_centralization
+    assert stage.optimizer.learning_rate == 8e-3  # the warm-up trick's higher rate
+    warm = by_name["one_stage_warmup"].config.stages[0].schedule
+    assert stage.schedule.warmup_epochs == pytest.approx(3 * warm.warmup_epochs)
+    with pytest.raises(ValueError, match="'two_stage' has 2 stages"):
+        suite._combine(by_name, ("prelu", "two_stage"))
+
+
+def test_table_compares_each_row_with_the_twin_of_its_budget(tmp_path):
+    def row(name, binary, epochs, top1):
+        return {"name": name, "description": name, "binary": binary, "epochs": epochs,
+                "keras_top1": top1, "lce_top1": top1, "parameters": 10,
+                "flatbuffer_bytes": 2048, "train_minutes": 1.0}
+
+    rows = [row("real_valued_twin", False, 2, 0.90), row("bireal", True, 2, 0.85),
+            row("real_valued_twin_long", False, 12, 0.93),
+            row("best_combination_long", True, 12, 0.92)]
+    md, png = tmp_path / "t.md", tmp_path / "t.png"
+    write_results("t", None, rows, 4, str(md), str(png))
+    table = md.read_text()
+    assert "| bireal | yes | 2 | 85.00 | 85.00 | -5.00 |" in table
+    assert "| best_combination_long | yes | 12 | 92.00 | 92.00 | -1.00 |" in table
