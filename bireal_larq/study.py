@@ -127,6 +127,32 @@ def _pct(value) -> str:
     return "" if value is None else f"{100 * value:.2f}"
 
 
+VERDICTS = ("above the seed range", "within the seed range (noise)", "below the seed range")
+
+
+def trick_verdicts(rows: list[dict], seeds: list[float]) -> dict[str, list[str]]:
+    """Sorts the single-trick rows (binary, not plain Bi-Real, not a combination, on the
+    budget of the seed rows) by where their top-1 falls against the plain Bi-Real seed range;
+    each name comes with its difference to the seed mean, best first."""
+    if len(seeds) < 2:
+        return {}
+    budget = next((r.get("epochs") for r in rows if r["name"] == "bireal"), None)
+    low, high, mean = min(seeds), max(seeds), statistics.mean(seeds)
+    found: dict[str, list[tuple[float, str]]] = {v: [] for v in VERDICTS}
+    for r in rows:
+        top1 = r["keras_top1"]
+        if (not r["binary"] or top1 is None or r["name"].startswith("bireal")
+                or "combination" in r["name"] or r.get("epochs") != budget):
+            continue
+        verdict = VERDICTS[0] if top1 > high else VERDICTS[2] if top1 < low else VERDICTS[1]
+        found[verdict].append((top1 - mean, r["name"]))
+    return {
+        v: [f"{name} ({100 * d:+.2f})" for d, name in sorted(items, reverse=True)]
+        for v, items in found.items()
+        if items
+    }
+
+
 def write_results(
     suite_name: str, suite_module, rows: list[dict], total: int, md_path: str, png_path: str
 ) -> None:
@@ -162,6 +188,11 @@ def write_results(
             "Differences smaller than the range are noise.",
             "",
         ]
+        verdicts = trick_verdicts(rows, seeds)
+        if verdicts:
+            lines += ["Each single trick against that range (Keras top-1, same budget):", ""]
+            lines += [f"- **{v}**: " + ", ".join(names) for v, names in verdicts.items()]
+            lines += [""]
     lines += [
         "| configuration | binary | epochs | Keras top-1 % | LCE top-1 % | "
         "vs twin, same epochs (points) | parameters | .tflite KB | train min | "

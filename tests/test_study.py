@@ -148,10 +148,18 @@ def test_table_compares_each_row_with_the_twin_of_its_budget(tmp_path):
                 "flatbuffer_bytes": 2048, "train_minutes": 1.0}
 
     rows = [row("real_valued_twin", False, 2, 0.90), row("bireal", True, 2, 0.85),
+            row("bireal_seed1", True, 2, 0.86), row("prelu", True, 2, 0.87),
+            row("mixup", True, 2, 0.855), row("pad_one", True, 2, 0.84),
+            row("best_combination", True, 2, 0.88),
             row("real_valued_twin_long", False, 12, 0.93),
             row("best_combination_long", True, 12, 0.92)]
     md, png = tmp_path / "t.md", tmp_path / "t.png"
-    write_results("t", None, rows, 4, str(md), str(png))
+    write_results("t", None, rows, 9, str(md), str(png))
     table = md.read_text()
     assert "| bireal | yes | 2 | 85.00 | 85.00 | -5.00 |" in table
     assert "| best_combination_long | yes | 12 | 92.00 | 92.00 | -1.00 |" in table
+    # Single tricks sorted against the seed range 85-86 (mean 85.5); combinations are not.
+    assert "- **above the seed range**: prelu (+1.50)\n" in table
+    assert "- **within the seed range (noise)**: mixup (+0.00)\n" in table
+    assert "- **below the seed range**: pad_one (-1.50)\n" in table
+    assert "best_combination (" not in table
