@@ -100,7 +100,7 @@ def write_report(out: str, log: list[dict]) -> str:
         f"| binary convs in Keras / LceBconv2d in the flatbuffer | "
         f"{export.get('binary_layers')} / {export.get('lce_bconv2d_ops')} |",
         f"| flatbuffer size | {export.get('file_size_bytes', 0) / 1e6:.3f} MB |",
-        f"| training | {summary.get('epochs')} epoch(s), {summary.get('wall_time_s', 0) / 60:.1f} "
+        f"| training | {summary.get('epochs')} epoch(s), {summary.get('train_time_s', 0) / 60:.1f} "
         f"min, {summary.get('train_images_per_s', 0):.0f} images/s |",
         "",
         "Flatbuffer ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())),

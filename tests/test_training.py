@@ -321,6 +321,12 @@ def test_run_training_chains_stages_and_writes_the_run_directory(tmp_path):
     for key in ("top1", "top5", "epochs", "wall_time_s", "train_images_per_s"):
         assert key in summary
     assert summary["epochs"] == 2
+    stage_seconds = [stage["wall_time_s"] for stage in summary["stages"]]
+    assert summary["train_time_s"] == pytest.approx(sum(stage_seconds))
+    # Rerunning the finished run trains nothing: its training time is still that of the stages.
+    again = run_training(config, str(tmp_path), verbose=0)
+    assert again["train_time_s"] == pytest.approx(summary["train_time_s"])
+    assert [stage["wall_time_s"] for stage in again["stages"]] == pytest.approx(stage_seconds)
     with open(tmp_path / "config.json") as f:
         saved = json.load(f)
     assert {"model", "model_overrides", "input_shape", "num_classes", "dataset"} <= set(saved)

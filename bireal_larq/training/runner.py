@@ -381,7 +381,8 @@ def run_training(
             {k: v for k, v in r.items() if k not in ("model", "trainer", "data", "dir")}
             for r in results
         ],
-        "wall_time_s": time.time() - started,
+        "wall_time_s": time.time() - started,  # this call (a resumed run: only what was left)
+        "train_time_s": seconds,  # the training of every stage, also of earlier calls
         "train_images_per_s": images / seconds if seconds else 0.0,
         "dtype_policy": policy,
         "replicas": strategy.num_replicas_in_sync,
