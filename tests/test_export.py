@@ -112,6 +112,8 @@ def test_allow_float_fallback_turns_the_failure_into_a_warning(tmp_path):
     assert any("weights_only_conv" in w for w in report["warnings"])
     assert report["verification"]["real_images"] is False
     assert report["verification"]["samples"] == 4
+    # verified on the backend that the inference API runs by default
+    assert report["verification"]["backend"] == export.default_backend()
 
 
 def _fake_eval_dataset(n=12, shape=(8, 8, 4), classes=3, seed=0):
