@@ -8,7 +8,9 @@ For each input size it times ``model.fit`` steps (after a warm-up) of:
   * the real-valued twin of ``birealnet18``: the ratio shows the cost of binarization.
 At the small-input size the project's ``birealnet18_small`` and its twin are added.
 Rounds interleave the models (A B C A B C ...) so machine noise hits all of them alike; the
-table reports the median images/s and ratios. Results are ratios on this host only.
+table reports the median images/s and ratios. ``--xla=off,on`` times every model also with
+XLA-compiled train steps (``TrainConfig.jit_compile``), ratios within each mode. Results are
+ratios on this host only.
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ def _models(size: int, classes: int) -> dict[str, tf.keras.Model]:
     return models
 
 
-def _fitter(build, size: int, classes: int, batch: int, steps: int):
+def _fitter(build, size: int, classes: int, batch: int, steps: int, jit: bool):
     model = build()
-    model.compile(tf.keras.optimizers.Adam(1e-3), "categorical_crossentropy")
+    model.compile(tf.keras.optimizers.Adam(1e-3), "categorical_crossentropy", jit_compile=jit)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch * steps, size, size, 3)).astype("float32")
     y = tf.one_hot(rng.integers(0, classes, batch * steps), classes).numpy()
@@ -71,13 +73,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--out", default="runs/bench/training.json")
+    parser.add_argument("--xla", default="off", help="train steps without / with XLA: off, on "
+                        "or off,on (each model in each mode; ratios within a mode)")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.xla.split(",")]
+    if not modes or any(m not in ("off", "on") for m in modes):
+        parser.error(f"--xla={args.xla!r} is invalid; valid: off, on, off,on")
 
     results = []
     for size in [int(s) for s in args.sizes.split(",")]:
         classes = args.classes if size > 32 else 10
-        runners = {name: _fitter(build, size, classes, args.batch, args.steps)
-                   for name, build in _models(size, classes).items()}
+        runners = {
+            name + (" +XLA" if mode == "on" else ""): _fitter(
+                build, size, classes, args.batch, args.steps, jit=mode == "on")
+            for mode in modes
+            for name, build in _models(size, classes).items()
+        }
         samples: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(args.rounds):
             for name, run in runners.items():
@@ -90,10 +101,11 @@ def main() -> None:
     lines = ["| input | model | images/s (median) | vs larq-zoo | vs real-valued twin |",
              "| --- | --- | --- | --- | --- |"]
     for row in results:
+        xla = " +XLA" if row["model"].endswith(" +XLA") else ""
         same = {r["model"]: r["images_per_s"] for r in results if r["size"] == row["size"]}
-        zoo = same.get("BiRealNet (larq-zoo)")
+        zoo = same.get("BiRealNet (larq-zoo)" + xla)
         twin_name = ("birealnet18_small real-valued twin" if "small" in row["model"]
-                     else "birealnet18 real-valued twin")
+                     else "birealnet18 real-valued twin") + xla
         twin = same.get(twin_name)
         ratio_zoo = f"{row['images_per_s'] / zoo:.2f}x" if zoo and "twin" not in row["model"] \
             and "small" not in row["model"] else ""
