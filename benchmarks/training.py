@@ -6,7 +6,9 @@ For each input size it times ``model.fit`` steps (after a warm-up) of:
   * ``birealnet18`` (this project) and ``larq_zoo.literature.BiRealNet`` (same data, batch,
     optimizer), which are the same network: the ratio shows the cost of this project's code;
   * the real-valued twin of ``birealnet18``: the ratio shows the cost of binarization.
-At the small-input size the project's ``birealnet18_small`` and its twin are added.
+At the small-input size the project's ``birealnet18_small`` and its twin are added, and
+``birealnet18_small`` once more with larq's stock quantizers in place of this project's fused
+ones (``bireal_larq.models.quantizers``): the ratio shows what the fusion saves.
 Rounds interleave the models (A B C A B C ...) so machine noise hits all of them alike; the
 table reports the median images/s and ratios. ``--xla=off,on`` times every model also with
 XLA-compiled train steps (``TrainConfig.jit_compile``), ratios within each mode. Results are
@@ -28,6 +30,18 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bireal_larq import create_model  # noqa: E402
+from bireal_larq.models import quantizers  # noqa: E402
+
+
+def _with_larq_quantizers(model: tf.keras.Model) -> tf.keras.Model:
+    """The same model with larq's own (unfused) quantizer of each name, for comparison."""
+    for layer in model.layers:
+        for attr in ("input_quantizer", "kernel_quantizer"):
+            quantizer = getattr(layer, attr, None)
+            if isinstance(quantizer, tuple(quantizers.CUSTOM_OBJECTS.values())):
+                stock = type(quantizer).__mro__[1]  # the larq class it subclasses
+                setattr(layer, attr, stock(**quantizer.get_config()))
+    return model
 
 
 def _models(size: int, classes: int) -> dict[str, tf.keras.Model]:
@@ -45,6 +59,8 @@ def _models(size: int, classes: int) -> dict[str, tf.keras.Model]:
             "birealnet18_small", input_shape=shape, num_classes=classes)
         models["birealnet18_small real-valued twin"] = lambda: create_model(
             "birealnet18_small", input_shape=shape, num_classes=classes, real_valued=True)
+        models["birealnet18_small (larq's quantizers)"] = lambda: _with_larq_quantizers(
+            create_model("birealnet18_small", input_shape=shape, num_classes=classes))
     return models
 
 

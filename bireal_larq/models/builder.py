@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import larq as lq
 import tensorflow as tf
 
+from bireal_larq.models import quantizers
 from bireal_larq.models.config import BiRealConfig
 from bireal_larq.models.layers import REAL_ACTIVATIONS, LearnableBias, RPReLU, Subsample2D
 
@@ -112,8 +113,8 @@ class _Builder:
                 padding="same",
                 pad_values=c.pad_values,
                 groups=groups,
-                input_quantizer=c.input_quantizer,
-                kernel_quantizer=c.kernel_quantizer,
+                input_quantizer=quantizers.get(c.input_quantizer),
+                kernel_quantizer=quantizers.get(c.kernel_quantizer),
                 kernel_constraint=constraint,
                 kernel_initializer=c.kernel_initializer,
                 use_bias=False,
@@ -323,8 +324,8 @@ class _Builder:
             with _float32_policy():
                 dense = lq.layers.QuantDense(
                     num_classes,
-                    input_quantizer=c.input_quantizer,
-                    kernel_quantizer=c.kernel_quantizer,
+                    input_quantizer=quantizers.get(c.input_quantizer),
+                    kernel_quantizer=quantizers.get(c.kernel_quantizer),
                     kernel_constraint=(
                         lq.constraints.WeightClip(c.weight_clip) if c.weight_clip else None
                     ),

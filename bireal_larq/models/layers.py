@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from bireal_larq.models import quantizers
+
 _PACKAGE = "bireal_larq"
 
 
@@ -113,8 +115,11 @@ class Subsample2D(tf.keras.layers.Layer):
 
 # Keyed by the registered names ("bireal_larq>RPReLU", ...) that saved models refer to.
 CUSTOM_OBJECTS = {
-    tf.keras.utils.get_registered_name(obj): obj
-    for obj in (leaky_clip, clip, LearnableBias, RPReLU, Subsample2D)
+    **{
+        tf.keras.utils.get_registered_name(obj): obj
+        for obj in (leaky_clip, clip, LearnableBias, RPReLU, Subsample2D)
+    },
+    **quantizers.CUSTOM_OBJECTS,
 }
 
 
