@@ -44,7 +44,7 @@ def _with_larq_quantizers(model: tf.keras.Model) -> tf.keras.Model:
     return model
 
 
-def _models(size: int, classes: int) -> dict[str, tf.keras.Model]:
+def _models(size: int, classes: int, small_overrides: dict) -> dict[str, tf.keras.Model]:
     shape = (size, size, 3)
     models = {
         "birealnet18 (bireal_larq)": lambda: create_model(
@@ -56,11 +56,13 @@ def _models(size: int, classes: int) -> dict[str, tf.keras.Model]:
     }
     if size <= 32:
         models["birealnet18_small (bireal_larq)"] = lambda: create_model(
-            "birealnet18_small", input_shape=shape, num_classes=classes)
+            "birealnet18_small", input_shape=shape, num_classes=classes, **small_overrides)
         models["birealnet18_small real-valued twin"] = lambda: create_model(
-            "birealnet18_small", input_shape=shape, num_classes=classes, real_valued=True)
+            "birealnet18_small", input_shape=shape, num_classes=classes, real_valued=True,
+            **small_overrides)
         models["birealnet18_small (larq's quantizers)"] = lambda: _with_larq_quantizers(
-            create_model("birealnet18_small", input_shape=shape, num_classes=classes))
+            create_model("birealnet18_small", input_shape=shape, num_classes=classes,
+                         **small_overrides))
     return models
 
 
@@ -88,6 +90,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--small_base_filters", type=int, default=None,
+                        help="base_filters of the birealnet18_small rows (the tricks study uses "
+                        "16); default: the registry's")
     parser.add_argument("--out", default="runs/bench/training.json")
     parser.add_argument("--xla", default="off", help="train steps without / with XLA: off, on "
                         "or off,on (each model in each mode; ratios within a mode)")
@@ -96,6 +101,8 @@ def main() -> None:
     if not modes or any(m not in ("off", "on") for m in modes):
         parser.error(f"--xla={args.xla!r} is invalid; valid: off, on, off,on")
 
+    small_overrides = {} if args.small_base_filters is None else {
+        "base_filters": args.small_base_filters}
     results = []
     for size in [int(s) for s in args.sizes.split(",")]:
         classes = args.classes if size > 32 else 10
@@ -103,7 +110,7 @@ def main() -> None:
             name + (" +XLA" if mode == "on" else ""): _fitter(
                 build, size, classes, args.batch, args.steps, jit=mode == "on")
             for mode in modes
-            for name, build in _models(size, classes).items()
+            for name, build in _models(size, classes, small_overrides).items()
         }
         samples: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(args.rounds):

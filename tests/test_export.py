@@ -413,3 +413,35 @@ def test_export_refuses_zero_padding_on_maps_smaller_than_the_kernel(tmp_path):
                       base_filters=8)
     report = export.export_model(ok, str(tmp_path / "ok.tflite"), verify_samples=4)
     assert report["lce_bconv2d_ops"] == 16
+
+
+def _grouped_model(in_channels, groups):
+    x = tf.keras.Input((8, 8, in_channels), name="image")
+    y = lq.layers.QuantConv2D(
+        in_channels, 3, padding="same", groups=groups, input_quantizer="approx_sign",
+        kernel_quantizer="magnitude_aware_sign", kernel_constraint="weight_clip",
+        use_bias=False, name="grouped_conv",
+    )(x)
+    y = tf.keras.layers.BatchNormalization(name="bn")(y)
+    return tf.keras.Model(x, y)
+
+
+@pytest.mark.parametrize("in_channels,groups,fused", [(64, 2, True), (32, 2, False),
+                                                      (96, 3, True), (64, 4, False)])
+def test_lce_fuses_grouped_binary_convs_only_with_32_channels_per_group(
+        in_channels, groups, fused, tmp_path):
+    """Evidence for export.GROUP_CHANNEL_MULTIPLE, measured on LCE's converter."""
+    model = _grouped_model(in_channels, groups)
+    assert export.grouped_convs_lce_cannot_fuse(model) == ([] if fused else ["grouped_conv"])
+    output = str(tmp_path / "g.tflite")
+    if fused:
+        report = export.export_model(model, output, verify_samples=2)
+        assert report["lce_bconv2d_ops"] == 1
+        assert report["verification"]["max_output_difference"] < 1e-3
+    else:
+        with pytest.raises(export.ExportError, match="multiple of 32; not so in grouped_conv"):
+            export.export_model(model, output, verify_samples=0)
+        report = export.export_model(model, output, verify_samples=2, allow_float_fallback=True)
+        assert report["float_fallback_layers"] == ["grouped_conv"]
+        # The float fallback still computes the binary layer's function.
+        assert report["verification"]["max_output_difference"] < 1e-3

@@ -410,3 +410,38 @@ def test_quantizers_stay_float32_under_mixed_precision():
     assert np.isfinite(model(batch_for(model), training=True).numpy()).all()
     assert model.get_layer("stage1_block1_bn").compute_dtype == "bfloat16"
     assert model.output.dtype == tf.float32
+
+
+@pytest.mark.parametrize("strides,pad_values", [(1, 0.0), (2, 0.0), (1, 1.0)])
+def test_grouped_binary_conv_matches_keras_xla_path(strides, pad_values):
+    """GroupedQuantConv2D's CPU gradient (per-group backprop ops) equals Keras's XLA one."""
+    from bireal_larq.models.layers import GroupedQuantConv2D
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 9, 9, 8)).astype("float32"))
+    kwargs = dict(filters=12, kernel_size=3, strides=strides, padding="same",
+                  pad_values=pad_values, groups=4, use_bias=False,
+                  input_quantizer="approx_sign", kernel_quantizer="magnitude_aware_sign",
+                  kernel_constraint="weight_clip")
+    reference, grouped = lq.layers.QuantConv2D(**kwargs), GroupedQuantConv2D(**kwargs)
+    reference.build(x.shape)
+    grouped.build(x.shape)
+    grouped.set_weights(reference.get_weights())
+    results = []
+    for layer in (reference, grouped):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * y)
+        results.append([y, *tape.gradient(loss, [x, layer.kernel])])
+    for ref, got in zip(*results):
+        assert float(tf.reduce_max(tf.abs(ref))) > 0
+        np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_models_use_the_cpu_trainable_grouped_conv():
+    from bireal_larq.models.layers import GroupedQuantConv2D
+
+    model = small_model("birealnet18_wide")
+    conv = model.get_layer("stage1_block1_conv")
+    assert type(conv) is GroupedQuantConv2D and conv.groups == 4
+    assert type(model.get_layer("stem_conv")) is not GroupedQuantConv2D

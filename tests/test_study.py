@@ -145,7 +145,8 @@ def test_table_compares_each_row_with_the_twin_of_its_budget(tmp_path):
     def row(name, binary, epochs, top1):
         return {"name": name, "description": name, "binary": binary, "epochs": epochs,
                 "keras_top1": top1, "lce_top1": top1, "parameters": 10,
-                "flatbuffer_bytes": 2048, "train_minutes": 1.0}
+                "flatbuffer_bytes": 2048, "train_minutes": 1.0,
+                "binary_convs_fused": "16/16" if binary else "0/0"}
 
     rows = [row("real_valued_twin", False, 2, 0.90), row("bireal", True, 2, 0.85),
             row("bireal_seed1", True, 2, 0.86), row("prelu", True, 2, 0.87),
@@ -156,8 +157,9 @@ def test_table_compares_each_row_with_the_twin_of_its_budget(tmp_path):
     md, png = tmp_path / "t.md", tmp_path / "t.png"
     write_results("t", None, rows, 9, str(md), str(png))
     table = md.read_text()
-    assert "| bireal | yes | 2 | 85.00 | 85.00 | -5.00 |" in table
-    assert "| best_combination_long | yes | 12 | 92.00 | 92.00 | -1.00 |" in table
+    assert "| bireal | yes | 2 | 85.00 | 85.00 | 16/16 | -5.00 |" in table
+    assert "| best_combination_long | yes | 12 | 92.00 | 92.00 | 16/16 | -1.00 |" in table
+    assert "| real_valued_twin | no | 2 | 90.00 | 90.00 |  | +0.00 |" in table
     # Single tricks sorted against the seed range 85-86 (mean 85.5); combinations are not.
     assert "- **above the seed range**: prelu (+1.50)\n" in table
     assert "- **within the seed range (noise)**: mixup (+0.00)\n" in table

@@ -21,7 +21,13 @@ import tensorflow as tf
 
 from bireal_larq.models import quantizers
 from bireal_larq.models.config import BiRealConfig
-from bireal_larq.models.layers import REAL_ACTIVATIONS, LearnableBias, RPReLU, Subsample2D
+from bireal_larq.models.layers import (
+    REAL_ACTIVATIONS,
+    GroupedQuantConv2D,
+    LearnableBias,
+    RPReLU,
+    Subsample2D,
+)
 
 layers = tf.keras.layers
 
@@ -106,7 +112,8 @@ class _Builder:
         if c.kernel_quantizer is not None and c.weight_clip is not None:
             constraint = lq.constraints.WeightClip(c.weight_clip)
         with _float32_policy():
-            conv = lq.layers.QuantConv2D(
+            conv_class = GroupedQuantConv2D if groups > 1 else lq.layers.QuantConv2D
+            conv = conv_class(
                 filters,
                 kernel,
                 strides=1 if subsample else stride,
