@@ -445,3 +445,16 @@ def test_grouped_models_use_the_cpu_trainable_grouped_conv():
     conv = model.get_layer("stage1_block1_conv")
     assert type(conv) is GroupedQuantConv2D and conv.groups == 4
     assert type(model.get_layer("stem_conv")) is not GroupedQuantConv2D
+
+
+def test_grouped_model_runs_in_graph_mode_inference_and_training():
+    """Grappler fuses Conv2D+BN in inference graphs; TF's fused CPU kernel refuses groups."""
+    model = small_model("birealnet18_wide")
+    x = batch_for(model, n=4)
+    eager = model(x, training=False).numpy()
+    graph = tf.function(lambda images: model(images, training=False))(x).numpy()
+    np.testing.assert_allclose(graph, eager, rtol=1e-5, atol=1e-6)
+    model.compile("adam", "categorical_crossentropy")
+    history = model.fit(x, tf.one_hot([0, 1, 2, 3], NUM_CLASSES), validation_data=(
+        x, tf.one_hot([0, 1, 2, 3], NUM_CLASSES)), epochs=1, verbose=0)
+    assert np.isfinite(history.history["val_loss"][0])
