@@ -157,6 +157,14 @@ def entries(runs_dir: str) -> list[StudyEntry]:
     return rows
 
 
+def _merge(changes: dict, key: str, value, trick: str, part: str) -> None:
+    """Adds one trick's change; two tricks setting one field differently cannot combine."""
+    if key in changes and changes[key] != value:
+        raise ValueError(f"{trick!r} sets {part} field {key!r} to {value!r}, but another trick "
+                         f"of the combination set it to {changes[key]!r}; drop one of them")
+    changes[key] = value
+
+
 def _combine(by_name: dict[str, StudyEntry], names: tuple[str, ...],
              epochs: int = BUDGET_EPOCHS) -> StudyEntry:
     """One configuration with every change of the named single-trick rows.
@@ -175,14 +183,15 @@ def _combine(by_name: dict[str, StudyEntry], names: tuple[str, ...],
         if len(config.stages) != 1:
             raise ValueError(f"{name!r} has {len(config.stages)} stages; only one-stage tricks "
                              "combine into BEST")
-        overrides.update({k: v for k, v in config.model_overrides.items()
-                          if BASE_OVERRIDES.get(k, object()) != v})
+        for key, value in config.model_overrides.items():
+            if BASE_OVERRIDES.get(key, object()) != value:
+                _merge(overrides, key, value, name, "model")
         stage = config.stages[0]
         for part, changes in parts.items():
             mine, default = getattr(stage, part), getattr(base, part)
             for field in dataclasses.fields(default):
                 if getattr(mine, field.name) != getattr(default, field.name):
-                    changes[field.name] = getattr(mine, field.name)
+                    _merge(changes, field.name, getattr(mine, field.name), name, part)
         weight_decay = max(weight_decay, stage.weight_decay)
     if parts["schedule"].get("warmup_epochs"):
         parts["schedule"]["warmup_epochs"] = round(

@@ -139,6 +139,9 @@ def test_best_combination_merges_every_change_of_its_tricks(tmp_path):
     assert stage.schedule.warmup_epochs == pytest.approx(3 * warm.warmup_epochs)
     with pytest.raises(ValueError, match="'two_stage' has 2 stages"):
         suite._combine(by_name, ("prelu", "two_stage"))
+    with pytest.raises(ValueError, match="'rsign_rprelu' sets model field 'activation' to "
+                       "'rprelu', but another trick of the combination set it to 'prelu'"):
+        suite._combine(by_name, ("prelu", "rsign_rprelu"))
 
 
 def test_table_compares_each_row_with_the_twin_of_its_budget(tmp_path):
