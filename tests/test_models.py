@@ -412,8 +412,9 @@ def test_quantizers_stay_float32_under_mixed_precision():
     assert model.output.dtype == tf.float32
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
 @pytest.mark.parametrize("strides,pad_values", [(1, 0.0), (2, 0.0), (1, 1.0)])
-def test_grouped_binary_conv_matches_keras_xla_path(strides, pad_values):
+def test_grouped_binary_conv_matches_keras_xla_path(strides, pad_values, training):
     """GroupedQuantConv2D's CPU gradient (per-group backprop ops) equals Keras's XLA one."""
     from bireal_larq.models.layers import GroupedQuantConv2D
 
@@ -430,7 +431,7 @@ def test_grouped_binary_conv_matches_keras_xla_path(strides, pad_values):
     for layer in (reference, grouped):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = layer(x)
+            y = layer(x, training=training)
             loss = tf.reduce_sum(y * y)
         results.append([y, *tape.gradient(loss, [x, layer.kernel])])
     for ref, got in zip(*results):

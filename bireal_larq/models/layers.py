@@ -151,21 +151,36 @@ class GroupedQuantConv2D(lq.layers.QuantConv2D):
     """``larq.layers.QuantConv2D`` with ``groups > 1`` that trains at full speed on a CPU.
 
     Keras sends grouped convs through an XLA-compiled function (TF has no CPU kernel for their
-    gradients). On a CPU-only host this layer keeps that forward but computes the gradient with
-    :func:`grouped_conv2d_gradients`; with a GPU or TPU present it is Keras's layer unchanged.
+    gradients). On a CPU-only host this layer computes the gradient with
+    :func:`grouped_conv2d_gradients` instead, and in training calls TF's own grouped Conv2D for
+    the forward (about 3x faster per step than XLA's in the study's wide_grouped row). In
+    inference the forward stays Keras's XLA function: a plain grouped Conv2D next to a
+    BatchNorm is what Grappler fuses into a CPU kernel that refuses groups, and export sees the
+    same graph as with Keras's layer. With a GPU or TPU present it is Keras's layer unchanged.
     Quantizers, padding and weights are exactly QuantConv2D's.
     """
 
-    def _jit_compiled_convolution_op(self, inputs, kernel):
-        forward = super()._jit_compiled_convolution_op
-        if _accelerator_present() or self.data_format != "channels_last":
-            return forward(inputs, kernel)
-        padding = self.padding.upper() if isinstance(self.padding, str) else self.padding
+    _training_forward = False
 
-        # The forward stays Keras's (XLA, as fast as TF's own grouped conv here, and the graph
-        # that export and inference see is unchanged: a plain grouped Conv2D next to a BN is
-        # what Grappler would fuse into a CPU kernel that refuses groups); only the gradient
-        # is replaced.
+    def call(self, inputs, training=None):
+        self._training_forward = training is True  # a Python bool at trace time, else infer
+        try:
+            return super().call(inputs)
+        finally:
+            self._training_forward = False
+
+    def _jit_compiled_convolution_op(self, inputs, kernel):
+        keras_forward = super()._jit_compiled_convolution_op
+        if _accelerator_present() or self.data_format != "channels_last":
+            return keras_forward(inputs, kernel)
+        padding = self.padding.upper() if isinstance(self.padding, str) else self.padding
+        strides, dilations = [1, *self.strides, 1], [1, *self.dilation_rate, 1]
+
+        def forward(x, w):
+            if self._training_forward:
+                return tf.nn.conv2d(x, w, strides, padding, dilations=dilations)
+            return keras_forward(x, w)
+
         @tf.custom_gradient
         def conv(x, w):
             def grad(dy):
