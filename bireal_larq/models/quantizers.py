@@ -3,11 +3,12 @@
 larq writes the sign and its surrogate gradients as chains of element-wise TF ops: the
 forward ``sign(sign(x) + 0.1)`` is three passes over the activations, ApproxSign's gradient
 seven (abs, compare, subtract, two multiplies, zeros, select). On CPU each pass is a trip
-through memory, so in training the binarization cost about three times a ReLU
-(``benchmarks/training.py`` shows the effect on whole networks). Here the forward and the
-gradient of each quantizer are one ``jit_compile`` function each: the same arithmetic in the
-same order, so values and gradients are bit-identical to larq's (tested), and the rest of the
-graph stays as it is (XLA compiles only these small functions).
+through memory: alone, sign plus gradient took about three times a ReLU's time on a
+study-sized activation (``benchmarks/training.py`` shows the smaller effect on whole
+networks). Here the forward and the gradient of each quantizer are one ``jit_compile``
+function each: the same arithmetic in the same order, so values and gradients are
+bit-identical to larq's (tested), and the rest of the graph stays as it is (XLA compiles only
+these small functions).
 
 The classes subclass larq's, keep their arguments and metrics, and are what the builder puts
 into every ``QuantConv2D``/``QuantDense`` for the names ``approx_sign``, ``ste_sign`` and
