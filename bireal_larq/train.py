@@ -8,7 +8,8 @@ Rerunning the same command resumes an interrupted run. Examples::
         --data_dir=/data/tfds --output_dir=runs/br18 --batch_size=256
 
 Exit codes: 0 done; 1 invalid flags or configuration (nothing was run); 2 the output directory
-holds another configuration; 3 the loss became NaN or infinite (nothing was saved from it).
+holds another configuration; 3 the loss became NaN or infinite (nothing was saved from it);
+4 an unreadable image (the message names the file; --skip_corrupt skips and counts them).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from absl import app, flags
 
 from bireal_larq.cli import parser_for
+from bireal_larq.data import CorruptImageError
 from bireal_larq.training import (
     NonFiniteLossError,
     RunDirectoryConflict,
@@ -78,6 +80,20 @@ flags.DEFINE_integer(
     "backup_every_steps", None, "Backup (resume point) frequency in steps.", flag_values=FLAGS
 )
 flags.DEFINE_boolean(
+    "skip_corrupt",
+    None,
+    "Skip unreadable images (counted, reported after each pass) instead of stopping at the "
+    "first one with its file name.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_float(
+    "max_skip_fraction",
+    None,
+    "With --skip_corrupt: fail once more than this fraction of a pass was unreadable "
+    "(default 0.01).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_boolean(
     "overwrite", False, "Delete a run with another configuration in output_dir.", flag_values=FLAGS
 )
 flags.mark_flag_as_required("output_dir", flag_values=FLAGS)
@@ -132,6 +148,17 @@ def config_from_flags() -> TrainConfig:
         if not FLAGS.learning_rate > 0:
             raise ValueError(f"--learning_rate={FLAGS.learning_rate} is out of range; valid: > 0")
         stages = _with_learning_rate(stages, FLAGS.learning_rate)
+    skip_corrupt = FLAGS.skip_corrupt if FLAGS.skip_corrupt is not None else config.skip_corrupt
+    if FLAGS.max_skip_fraction is not None:
+        if not skip_corrupt:
+            raise ValueError(
+                "--max_skip_fraction only applies with --skip_corrupt (without it the first "
+                "unreadable image stops the run)"
+            )
+        if not 0.0 <= FLAGS.max_skip_fraction <= 1.0:
+            raise ValueError(
+                f"--max_skip_fraction={FLAGS.max_skip_fraction} is out of range; valid: [0, 1]"
+            )
     return config.replace(
         stages=stages,
         dataset=FLAGS.dataset,
@@ -146,6 +173,8 @@ def config_from_flags() -> TrainConfig:
         validation_steps=FLAGS.validation_steps,
         deterministic=FLAGS.deterministic,
         backup_every_steps=FLAGS.backup_every_steps,
+        skip_corrupt=FLAGS.skip_corrupt,
+        max_skip_fraction=FLAGS.max_skip_fraction,
     )
 
 
@@ -166,6 +195,9 @@ def main(argv):
     except NonFiniteLossError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         sys.exit(3)
+    except CorruptImageError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(4)
 
 
 def run() -> None:

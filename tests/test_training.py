@@ -29,7 +29,7 @@ from bireal_larq.training import (
 from bireal_larq.training.experiments import load_experiment
 from bireal_larq.training.optimizers import decayed_variables
 from bireal_larq.training.recipes import with_epochs
-from bireal_larq.training.runner import stage_model_overrides
+from bireal_larq.training.runner import RunDirectoryConflict, stage_model_overrides
 
 SHAPE = (16, 16, 1)
 
@@ -291,6 +291,57 @@ def test_cli_flags_override_the_experiment(monkeypatch):
     assert config.stages[1].optimizer.learning_rate == pytest.approx(4e-4)  # ratio kept
 
 
+def test_cli_skip_corrupt_flags_reach_the_config(monkeypatch):
+    from bireal_larq import train
+
+    def parse(*flags):
+        train.FLAGS.unparse_flags()
+        train.FLAGS(["train", "--experiment=fmnist_authors_pytorch", "--output_dir=/tmp/x", *flags])
+        try:
+            return train.config_from_flags()
+        finally:
+            train.FLAGS.unparse_flags()
+
+    assert not parse().skip_corrupt
+    config = parse("--skip_corrupt", "--max_skip_fraction=0.2")
+    assert config.skip_corrupt and config.max_skip_fraction == 0.2
+    with pytest.raises(ValueError, match="only applies with --skip_corrupt"):
+        parse("--max_skip_fraction=0.2")
+    with pytest.raises(ValueError, match=r"--max_skip_fraction=1.5 is out of range; valid: \["):
+        parse("--skip_corrupt", "--max_skip_fraction=1.5")
+
+
+def test_an_unreadable_training_image_stops_the_run_by_name_or_is_skipped(tmp_path):
+    from data_helpers import bad_image_bytes, make_image_folder, write
+
+    from bireal_larq.data import CorruptImageError
+
+    root = make_image_folder(str(tmp_path / "images"), per_class=4, val_per_class=1)
+    broken = write(os.path.join(root, "train", "dog", "broken.JPEG"), bad_image_bytes()["corrupt"])
+
+    def config(**changes):
+        return TrainConfig(
+            model="birealnet18_small",
+            dataset="imagefolder",
+            data_dir=root,
+            image_size=16,
+            input_shape=(16, 16, 3),
+            model_overrides={"base_filters": 8},
+            batch_size=4,
+            stages=(StageConfig("binary", 2),),  # 13 images: the second epoch reads them all
+            **changes,
+        )
+
+    with pytest.raises(CorruptImageError, match=rf"Cannot decode image {broken}.*--skip_corrupt"):
+        run_training(config(), str(tmp_path / "strict"), verbose=0)
+    lenient = config(skip_corrupt=True, max_skip_fraction=0.1)
+    summary = run_training(lenient, str(tmp_path / "skip"), verbose=0)
+    assert summary["epochs"] == 2
+    with pytest.raises(CorruptImageError, match=r"1 of 13 images were unreadable.*0\.05"):
+        strict_budget = config(skip_corrupt=True, max_skip_fraction=0.05)
+        run_training(strict_budget, str(tmp_path / "budget"), verbose=0)
+
+
 def test_cli_rejects_unknown_names_before_any_work(tmp_path):
     from test_train_support import run_train
 
@@ -327,6 +378,16 @@ def test_run_training_chains_stages_and_writes_the_run_directory(tmp_path):
     again = run_training(config, str(tmp_path), verbose=0)
     assert again["train_time_s"] == pytest.approx(summary["train_time_s"])
     assert [stage["wall_time_s"] for stage in again["stages"]] == pytest.approx(stage_seconds)
+    # A run saved before a TrainConfig field existed resumes when the field is at its default;
+    # a real change of that field is still a conflict.
+    with open(tmp_path / "config.json") as f:
+        saved = json.load(f)
+    del saved["skip_corrupt"], saved["max_skip_fraction"]
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump(saved, f)
+    assert run_training(config, str(tmp_path), verbose=0)["epochs"] == 2
+    with pytest.raises(RunDirectoryConflict, match="skip_corrupt"):
+        run_training(config.replace(skip_corrupt=True), str(tmp_path), verbose=0)
     with open(tmp_path / "config.json") as f:
         saved = json.load(f)
     assert {"model", "model_overrides", "input_shape", "num_classes", "dataset"} <= set(saved)

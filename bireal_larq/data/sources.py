@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import threading
 from contextlib import contextmanager
 from typing import Any
@@ -173,7 +174,11 @@ def _decode_reason(data: bytes, channels: int = 3) -> str | None:
     try:
         tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-        return e.message.splitlines()[0] if e.message else type(e).__name__
+        if not e.message:
+            return type(e).__name__
+        # TF's op error text without the function-node prefix and the "[Op:...]" suffix
+        message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", e.message.splitlines()[0])
+        return re.sub(r"\s*\[Op:\w+\]\s*$", "", message) or type(e).__name__
     return None
 
 
@@ -230,8 +235,8 @@ class SkipReport:
         reason = self._describe(name_s, payload.numpy(), bool(is_path))
         if not self.skip_corrupt:
             raise CorruptImageError(
-                f"Cannot decode image {name_s}: {reason}. Fix or remove the file, or pass "
-                "skip_corrupt=True to skip unreadable images"
+                f"Cannot decode image {name_s}: {reason.rstrip('.')}. Fix or remove the file, "
+                "or pass skip_corrupt=True (train: --skip_corrupt) to skip unreadable images"
             )
         with self._lock:
             self.skipped.append(name_s)

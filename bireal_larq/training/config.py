@@ -262,6 +262,10 @@ class TrainConfig:
     jit_compile: bool = False
     deterministic: bool = False  # TF op determinism: resumed runs match bit for bit
     backup_every_steps: int = 200  # BackupAndRestore frequency (fault tolerance)
+    # Unreadable images (JPEG/imagefolder sources): fail naming the file (default), or skip and
+    # count them, failing once more than max_skip_fraction of a pass was unreadable.
+    skip_corrupt: bool = False
+    max_skip_fraction: float = 0.01
     # Resume mid-epoch at the exact data position by skipping the consumed batches; costs a
     # pass over them, so large recipes turn it off and resume at the start of the data.
     exact_resume: bool = True
@@ -288,6 +292,11 @@ class TrainConfig:
             _at_least(owner, "num_classes", self.num_classes, 1)
         _at_least(owner, "seed", self.seed, 0)
         _at_least(owner, "backup_every_steps", self.backup_every_steps, 1)
+        if not 0.0 <= self.max_skip_fraction <= 1.0:
+            raise ValueError(
+                f"{owner}.max_skip_fraction={self.max_skip_fraction!r} is out of range; "
+                "valid: [0, 1]"
+            )
         _choice(owner, "strategy", self.strategy, STRATEGIES)
         for i, stage in enumerate(self.stages):
             for teacher in (stage.loss.teacher, stage.loss.refinery):

@@ -64,6 +64,8 @@ def _kwargs(config: TrainConfig) -> dict[str, Any]:
             kwargs[key] = getattr(config, key)
     if config.num_classes is not None:
         kwargs.setdefault("num_classes", config.num_classes)
+    if config.skip_corrupt:
+        kwargs.update(skip_corrupt=True, max_skip_fraction=config.max_skip_fraction)
     return kwargs
 
 

@@ -78,6 +78,8 @@ def evaluate_checkpoint(
     dataset = dataset or config["dataset"]
     kwargs = dict(config.get("dataset_kwargs") or {}) if same else {}
     kwargs.pop("shuffle_buffer", None)
+    if same and config.get("skip_corrupt"):
+        kwargs.update(skip_corrupt=True, max_skip_fraction=config.get("max_skip_fraction", 0.01))
     ds, count = get_dataset(
         dataset,
         "test",

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 SUMMARY = "summary.json"
 STAGE_WEIGHTS = "stage.weights.h5"
 STAGE_DONE = "stage.json"
+# How a CorruptImageError raised in the input pipeline reads inside a TF op error.
+_CORRUPT_IMAGE = re.compile(r"CorruptImageError: (.*)")
 # Keys of config.json that may change between a run and its resumption.
 _VOLATILE = ("overwrite",)
 
@@ -95,12 +98,23 @@ def resolve_run_config(config: TrainConfig) -> dict[str, Any]:
     return resolved
 
 
+def _added_field_defaults(previous: dict[str, Any]) -> dict[str, Any]:
+    """Defaults (as JSON) of the TrainConfig fields that ``previous`` has no key for."""
+    found = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in previous and f.default is not dataclasses.MISSING:
+            found[f.name] = json.loads(json.dumps(f.default, default=str))
+    return found
+
+
 def _prepare_directory(run_dir: str, resolved: dict[str, Any], overwrite: bool) -> None:
     path = os.path.join(run_dir, RUN_CONFIG)
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             previous = json.load(f)
         new = json.loads(json.dumps(resolved, default=str))
+        # A field added to TrainConfig after the run started, at its default, changes nothing.
+        previous = {**_added_field_defaults(previous), **previous}
         differing = sorted(
             k
             for k in set(previous) | set(new)
@@ -250,15 +264,25 @@ def _run_stage(
         # Not a terminal: plain progress lines instead of a bar that never shows.
         callbacks.append(cb.LineProgress(data.steps_per_epoch, stage.epochs))
         verbose = 0
-    trainer.fit(
-        data.train,
-        epochs=stage.epochs,
-        steps_per_epoch=data.steps_per_epoch,
-        validation_data=data.validation,
-        validation_steps=data.validation_steps,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    try:
+        trainer.fit(
+            data.train,
+            epochs=stage.epochs,
+            steps_per_epoch=data.steps_per_epoch,
+            validation_data=data.validation,
+            validation_steps=data.validation_steps,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    except tf.errors.OpError as err:
+        # An unreadable image surfaces from inside the input pipeline wrapped in TF's error
+        # text: raise the data package's own error with its message (file and remedy).
+        corrupt = _CORRUPT_IMAGE.search(err.message or "")
+        if corrupt is None:
+            raise
+        from bireal_larq.data import CorruptImageError
+
+        raise CorruptImageError(corrupt.group(1).strip()) from None
     cb.save_weights(model, os.path.join(stage_dir, STAGE_WEIGHTS))
     result = {
         "stage": stage.name,
@@ -303,6 +327,8 @@ def run_training(
         ValueError: an invalid configuration, before any work.
         RunDirectoryConflict: ``output_dir`` holds another configuration.
         NonFiniteLossError: the loss became NaN or infinite (nothing is saved from it).
+        CorruptImageError: an unreadable training or validation image (the message names it),
+            or with ``skip_corrupt`` more than ``max_skip_fraction`` of a pass unreadable.
     """
     started = time.time()
     strategy = strategy or get_strategy(config.strategy)
