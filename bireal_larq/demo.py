@@ -116,6 +116,15 @@ def write_report(out: str, log: list[dict]) -> str:
         "## Commands (each step can be redone on its own)",
         "",
     ]
+    data_dir = os.environ.get("TFDS_DATA_DIR")
+    if data_dir:
+        lines += [
+            "The prepared dataset was read from the TFDS data dir of this run (`make demo` sets "
+            "it); set it the same way before redoing a step:",
+            "",
+            f"    export TFDS_DATA_DIR={shlex.quote(data_dir)}",
+            "",
+        ]
     for entry in log:
         lines += [
             f"{entry['title']} ({entry['seconds']:.0f} s):",

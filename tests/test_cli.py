@@ -22,13 +22,20 @@ def test_every_cli_imports_into_one_process():
     assert callable(data.prepare)
 
 
-@pytest.mark.parametrize("module", ["bireal_larq.study", "bireal_larq.demo",
-                                    "bireal_larq.evaluate"])
-def test_help_lists_the_flags(module):
+@pytest.mark.parametrize("module, flags", [
+    ("bireal_larq.study", ("--suite", "--only", "--table_only", "--results_dir")),
+    ("bireal_larq.demo", ("--output_dir", "--experiment", "--verify_samples", "--steps_per_epoch")),
+    ("bireal_larq.evaluate", ("--checkpoint", "--dataset")),
+    ("bireal_larq.train", ("--experiment", "--skip_corrupt", "--max_skip_fraction")),
+])
+def test_help_lists_the_flags(module, flags):
     done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "--" in done.stdout and "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr
+    for flag in flags:  # booleans are listed as --[no]name
+        name = flag[2:]
+        assert f"--{name}:" in done.stdout or f"--[no]{name}:" in done.stdout, (module, flag)
 
 
 def test_study_table_only_on_an_empty_results_dir(tmp_path):
