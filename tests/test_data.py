@@ -196,6 +196,14 @@ def test_flip_and_rotation_semantics():
     assert any(np.array_equal(o, image.numpy()) for o in outs)
     same = P.random_rotation(tf.cast(image, tf.float32), SEED, 0.0)
     np.testing.assert_array_equal(same, tf.cast(image, tf.float32))
+    # Up to 15 degrees: the image turns (by a different angle per seed) about its centre.
+    turned = [P.random_rotation(tf.cast(image, tf.float32), tf.constant([i, 3]), 15.0).numpy()
+              for i in range(4)]
+    for out in turned:
+        assert not np.allclose(out, image.numpy(), atol=1.0)
+        assert np.abs(out[14:18, 14:18] - image.numpy()[14:18, 14:18]).mean() < np.abs(
+            out - image.numpy()).mean()  # the centre moves least
+    assert not np.allclose(turned[0], turned[1])
     quarter = P.affine_transform(tf.cast(image, tf.float32), P.rotation_matrix(np.pi / 2, 32, 32))
     np.testing.assert_allclose(
         quarter.numpy(), np.rot90(image.numpy()).astype(np.float32), atol=1e-3
@@ -203,10 +211,18 @@ def test_flip_and_rotation_semantics():
 
 
 def test_pad_random_crop_keeps_size_and_shifts_at_most_pad():
-    image = tf.ones([8, 8, 3], tf.uint8) * 200
-    out = P.pad_random_crop(image, SEED, 2).numpy()
-    assert out.shape == (8, 8, 3)
-    assert (out[2:6, 2:6] == 200).all()  # the centre is always original pixels
+    image = _uint8_image(8, 8).numpy()
+    padded = np.pad(image, [(2, 2), (2, 2), (0, 0)])  # zero padding, as the recipes use
+    shifts = set()
+    for i in range(16):
+        out = P.pad_random_crop(tf.constant(image), tf.constant([i, 7]), 2).numpy()
+        assert out.shape == (8, 8, 3)
+        # The output is one 8x8 window of the padded image, offset by at most the padding.
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if np.array_equal(out, padded[dy:dy + 8, dx:dx + 8])]
+        assert found, f"seed {i}: not a window of the padded image"
+        shifts.add(found[0])
+    assert len(shifts) > 3  # the crop really moves
 
 
 def test_lighting_adds_one_pca_colour_shift():
@@ -477,10 +493,14 @@ def test_training_reshuffles_every_epoch(folder):
         image_size=8,
         augment=D.preset("none"),
     )
-    epoch1 = [y.numpy().argmax(1) for _, y in ds]
-    epoch2 = [y.numpy().argmax(1) for _, y in ds]
+    epoch1 = [x.numpy() for x, _ in ds]
+    epoch2 = [x.numpy() for x, _ in ds]
     assert len(epoch1) == len(epoch2) == 1  # one pass is one epoch: no repeat
-    assert sorted(epoch1[0]) == sorted(epoch2[0])
+    # The same 12 images (no augmentation: each image is fixed), in another order.
+    first, second = epoch1[0], epoch2[0]
+    assert sorted(map(bytes, first)) == sorted(map(bytes, second))
+    assert len({bytes(image) for image in first}) == 12  # distinct images: order is visible
+    assert not np.array_equal(first, second)
 
 
 # ------------------------------------------------------------------------------------------
@@ -590,8 +610,7 @@ def test_imagenet_missing_validation_tar_is_an_error(tmp_path):
 
 
 def test_imagenet_through_tfds_mock_data(tmp_path):
-    # tfds.testing imports dill, which the pinned stack lacks (see the report of issue 3).
-    pytest.importorskip("dill", reason="tfds.testing (TFDS 4.8.3) needs the dill package")
+    # tfds.testing imports dill, which TFDS does not require: setup.py's test extra installs it.
     import tensorflow_datasets as tfds
 
     manual = tmp_path / "manual"

@@ -1,5 +1,6 @@
 """The study machinery on a tiny suite: train, export, evaluate, table, plot, resume."""
 
+import dataclasses
 import json
 import os
 import textwrap
@@ -168,3 +169,54 @@ def test_table_compares_each_row_with_the_twin_of_its_budget(tmp_path):
     assert "- **within the seed range (noise)**: mixup (+0.00)\n" in table
     assert "- **below the seed range**: pad_one (-1.50)\n" in table
     assert "best_combination (" not in table
+
+
+def test_each_single_trick_changes_exactly_what_it_names(tmp_path):
+    suite = load_experiment("study_fashion_mnist")
+    by_name = {e.name: e.config for e in suite.entries(str(tmp_path))}
+    base = by_name["bireal"]
+    overrides = {k: v for k, v in base.model_overrides.items()}
+
+    def model_change(name):
+        changed = by_name[name].model_overrides
+        return {k: v for k, v in changed.items() if overrides.get(k) != v}
+
+    expected_model = {
+        "prelu": {"activation": "prelu"},
+        "single_skip": {"double_skip": False},
+        "downsample_v1": {"shortcut": "v1"},
+        "downsample_v3": {"shortcut": "v3"},
+        "channel_attention": {"channel_attention": True, "se_reduction": 4},
+        "wide_grouped": {"width_multiplier": 2.0, "groups": 4},
+        "bn_momentum": {"bn_momentum": 0.8},
+        "pad_one": {"pad_values": 1.0},
+        "rsign_rprelu": {"rsign": True, "activation": "rprelu"},
+    }
+    for name, change in expected_model.items():
+        assert model_change(name) == change, name
+        assert by_name[name].stages == base.stages, name  # the recipe is untouched
+    stage = base.stages[0]
+    expected_stage = {
+        "label_smoothing": lambda s: s.loss.label_smoothing == 0.1,
+        "one_stage_warmup": lambda s: (s.schedule.warmup_factor, s.optimizer.learning_rate)
+        == (0.25, 8e-3),
+        "kd_kl": lambda s: (s.loss.kd_weight, s.loss.temperature) == (1.0, 2.0)
+        and s.loss.teacher is not None,
+        "kd_features": lambda s: s.loss.feature_weight == 1.0 and s.loss.teacher is not None,
+        "mixup": lambda s: s.augment.mixup_alpha == 0.2,
+        "grad_centralization": lambda s: s.optimizer.gradient_centralization,
+    }
+    for name, holds in expected_stage.items():
+        config = by_name[name]
+        assert model_change(name) == {}, name  # the model is plain Bi-Real
+        assert len(config.stages) == 1 and holds(config.stages[0]), name
+        assert not holds(stage), name  # ... and plain Bi-Real does not have it
+    two = by_name["two_stage"].stages
+    assert len(two) == 2 and two[0].weight_decay == 1e-5 and two[1].weight_decay == 0.0
+    assert two[0].model_overrides == {"kernel_quantizer": None}
+    assert two[1].optimizer.learning_rate == pytest.approx(stage.optimizer.learning_rate / 5)
+    assert sum(s.epochs for s in two) == suite.BUDGET_EPOCHS
+    # The seeds differ only in the seed; no two configurations are the same run.
+    assert by_name["bireal_seed1"] == dataclasses.replace(base, seed=1)
+    runs = [json.dumps(c.to_dict(), sort_keys=True) for c in by_name.values()]
+    assert len(set(runs)) == len(runs)
