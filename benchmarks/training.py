@@ -10,9 +10,10 @@ At the small-input size the project's ``birealnet18_small`` and its twin are add
 ``birealnet18_small`` once more with larq's stock quantizers in place of this project's fused
 ones (``bireal_larq.models.quantizers``): the ratio shows what the fusion saves.
 Rounds interleave the models (A B C A B C ...) so machine noise hits all of them alike; the
-table reports the median images/s and ratios. ``--xla=off,on`` times every model also with
-XLA-compiled train steps (``TrainConfig.jit_compile``), ratios within each mode. Results are
-ratios on this host only.
+table rates each model by its best round (this host's rounds fall into a fast and a slow
+mode), with the median beside it, and the ratios compare best rounds. ``--xla=off,on`` times
+every model also with XLA-compiled train steps (``TrainConfig.jit_compile``), ratios within
+each mode. Results are ratios on this host only.
 """
 
 from __future__ import annotations
@@ -120,12 +121,17 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench/training.json")
     parser.add_argument("--xla", default="off", help="train steps without / with XLA: off, on "
                         "or off,on (each model in each mode; ratios within a mode)")
-    parser.add_argument("--table_from", default=None, help="print the table of an earlier "
-                        "run's --out file (its samples) and measure nothing")
+    parser.add_argument("--table_from", default=None, help="render the table of an earlier "
+                        "run's --out file from its samples (printed and stored back in the "
+                        "file) and measure nothing")
     args = parser.parse_args()
     if args.table_from:
         with open(args.table_from, encoding="utf-8") as f:
-            print(render_table(json.load(f)["results"]))
+            saved = json.load(f)
+        saved["table"] = render_table(saved["results"])
+        print(saved["table"])
+        with open(args.table_from, "w", encoding="utf-8") as f:  # the stored table follows
+            json.dump(saved, f, indent=2)
         return
     modes = [m.strip() for m in args.xla.split(",")]
     if not modes or any(m not in ("off", "on") for m in modes):
