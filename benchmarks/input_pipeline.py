@@ -264,6 +264,9 @@ def main(argv):
     passes = {"a": [], "b": [], "c": [], "d": []}
     for r in range(FLAGS.repeats):
         passes["c"].append(bench_pil(paths, batch, size, cores, FLAGS.seed + r))
+    # Imported first, as in the project's CLIs: its process-wide TF settings (the CPU
+    # allocator, see bireal_larq/__init__.py) apply alike to (a), (b) and (d).
+    import bireal_larq  # noqa: F401, I001 - before TensorFlow, on purpose
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(cores)
@@ -318,7 +321,8 @@ def main(argv):
         f"best of {FLAGS.repeats} passes, "
         f"{FLAGS.image_size}x{FLAGS.image_size}, batch {FLAGS.batch_size}, {cores} core(s) "
         "(process pinned to them), "
-        f"{platform.processor() or platform.machine()}, TF {tf.__version__}"
+        f"{platform.processor() or platform.machine()}, TF {tf.__version__}, TF CPU allocator "
+        f"{'BFC' if os.environ.get('TF_CPU_ALLOCATOR_USE_BFC') == 'true' else 'default'}"
     )
     markdown = setup + "\n\n" + "\n".join(table)
     print(markdown)
