@@ -6,9 +6,9 @@ import os as _os
 # and resized image of the input pipeline pays its page faults again; TF's BFC allocator keeps a
 # pool instead (benchmarks/input_pipeline.py: about 20 % less CPU time per training image, the
 # same for the plain decode + resize; a quick check of model.fit steps on the study's backbone
-# showed no difference either way). It only takes effect when
-# set before TensorFlow's first allocation, i.e. when bireal_larq is imported before any TF
-# work. TF_CPU_ALLOCATOR_USE_BFC=false in the environment keeps TF's default.
+# showed no difference either way). It only takes effect when set before TensorFlow's first
+# allocation, i.e. when bireal_larq is imported before any TF work.
+# TF_CPU_ALLOCATOR_USE_BFC=false in the environment keeps TF's default.
 _os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 from bireal_larq.models import (
