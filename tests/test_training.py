@@ -315,9 +315,11 @@ def test_an_unreadable_training_image_stops_the_run_by_name_or_is_skipped(tmp_pa
     from data_helpers import bad_image_bytes, make_image_folder, write
 
     from bireal_larq.data import CorruptImageError
+    from bireal_larq.training.evaluation import evaluate_checkpoint
 
-    root = make_image_folder(str(tmp_path / "images"), per_class=4, val_per_class=1)
-    broken = write(os.path.join(root, "train", "dog", "broken.JPEG"), bad_image_bytes()["corrupt"])
+    root = make_image_folder(str(tmp_path / "images"), per_class=4, val_per_class=4)
+    for split in ("train", "val"):  # 13 files per split, one unreadable
+        write(os.path.join(root, split, "dog", "broken.JPEG"), bad_image_bytes()["corrupt"])
 
     def config(**changes):
         return TrainConfig(
@@ -332,11 +334,15 @@ def test_an_unreadable_training_image_stops_the_run_by_name_or_is_skipped(tmp_pa
             **changes,
         )
 
+    broken = rf"{root}/(train|val)/dog/broken\.JPEG"
     with pytest.raises(CorruptImageError, match=rf"Cannot decode image {broken}.*--skip_corrupt"):
         run_training(config(), str(tmp_path / "strict"), verbose=0)
     lenient = config(skip_corrupt=True, max_skip_fraction=0.1)
     summary = run_training(lenient, str(tmp_path / "skip"), verbose=0)
     assert summary["epochs"] == 2
+    # Evaluating the run later skips (and counts) the same way it trained.
+    evaluation = evaluate_checkpoint(str(tmp_path / "skip"), batch_size=4)
+    assert 0.0 <= evaluation["top1"] <= 1.0
     with pytest.raises(CorruptImageError, match=r"1 of 13 images were unreadable.*0\.05"):
         strict_budget = config(skip_corrupt=True, max_skip_fraction=0.05)
         run_training(strict_budget, str(tmp_path / "budget"), verbose=0)

@@ -79,7 +79,7 @@ def evaluate_checkpoint(
     kwargs = dict(config.get("dataset_kwargs") or {}) if same else {}
     kwargs.pop("shuffle_buffer", None)
     if same and config.get("skip_corrupt"):
-        kwargs.update(skip_corrupt=True, max_skip_fraction=config.get("max_skip_fraction", 0.01))
+        kwargs.update(skip_corrupt=True, max_skip_fraction=config["max_skip_fraction"])
     ds, count = get_dataset(
         dataset,
         "test",
