@@ -594,6 +594,52 @@ def test_skip_corrupt_counts_reports_and_enforces_the_budget(dirty_folder, caplo
             pass
 
 
+def test_skip_counts_are_per_pass_even_when_a_pass_is_abandoned(caplog):
+    """A pass left before its end (Keras stops after a known step count; a ``take``) never
+    reaches its end report; the next pass must count afresh, not add to it."""
+    from data_helpers import jpeg_bytes
+
+    from bireal_larq.data.sources import SkipReport, decode_robustly
+
+    good = jpeg_bytes(rgb_array(8, 8, seed=1))
+    payloads = [bad_image_bytes()["garbage"]] + [good] * 300
+    names = [f"img_{i}.JPEG" for i in range(len(payloads))]
+    # 1 unreadable of 301 is within the budget; a second count would not be.
+    report = SkipReport(len(payloads), skip_corrupt=True, max_skip_fraction=0.005, channels=3)
+    examples = tf.data.Dataset.from_tensor_slices((names, payloads, tf.zeros(301, tf.int64)))
+    examples = tf.data.Dataset.zip((examples, tf.data.Dataset.random(seed=0).batch(2)))
+    ds = decode_robustly(
+        examples, lambda payload, _: tf.io.decode_jpeg(payload, 3), report, False, block=1
+    )
+    for _ in range(3):
+        # The first image out comes after the unreadable one's block was checked (and
+        # counted); the other 299 blocks are far from done, so is the end of the pass.
+        next(iter(ds))
+    with caplog.at_level("WARNING"):
+        assert sum(1 for _ in ds) == 300
+    assert report.last_pass == ["img_0.JPEG"]
+    assert "Skipped 1 of 301 unreadable images" in caplog.text
+
+
+def test_skip_report_keeps_passes_apart():
+    from bireal_larq.data.sources import SkipReport
+
+    report = SkipReport(total=10, skip_corrupt=True, max_skip_fraction=0.15, channels=3)
+    first, second = report.new_pass(), report.new_pass()
+    assert first != second
+    names = tf.constant(["a.JPEG", "b.JPEG"])
+    payloads = tf.constant([b"not an image", b"nor this"])
+    one_missing = tf.constant([True, False])
+    report.bad_block(first, names, payloads, one_missing, False)
+    report.bad_block(second, names, payloads, one_missing, False)  # 1 each: within 1.5
+    with pytest.raises(D.CorruptImageError, match=r"2 of 10 images were unreadable"):
+        report.bad_block(second, names, payloads, tf.constant([False, True]), False)
+    report.finish(first)
+    assert report.last_pass == ["a.JPEG"]
+    report.finish(second)
+    assert report.last_pass == ["a.JPEG", "b.JPEG"]
+
+
 # ------------------------------------------------------------------------------------------
 # TFDS ImageNet: mocked, and a tiny real archive pair
 

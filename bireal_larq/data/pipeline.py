@@ -419,8 +419,8 @@ def get_dataset(
     per_batch_photometric = training and not (fast and not augment.color_jitter)
     # Fast path: [crop seed, tail seed]; otherwise one seed that train_geometry splits.
     ds = tf.data.Dataset.zip((ds, _seed_stream(seed, salt + 2, 4 if fast else 2)))
-    # (name, payload, label, seed) for decode_robustly, else (image, label, seed, no aux)
-    ds = ds.map(lambda example, s: (*example, s) if encoded else (*example, s, ()))
+    if not encoded:  # (image, label, seed, no aux), as decode_robustly yields
+        ds = ds.map(lambda example, s: (*example, s, ()))
 
     if encoded:
         channels = info.channels
@@ -480,7 +480,9 @@ def get_dataset(
 
     if not fast:  # the fast path batches (image, label, seed, aux); per_batch drops the rest
         ds = ds.map(per_example, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(per_replica, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
+    # A sequential batch: copying is cheap next to decoding, and a parallel one costs more
+    # CPU time per image on few cores (benchmarks/input_pipeline.py).
+    ds = ds.batch(per_replica, drop_remainder=training)
     ds = tf.data.Dataset.zip((ds, _seed_stream(seed, salt + 3)))
     ds = ds.map(per_batch, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)

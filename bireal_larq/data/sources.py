@@ -8,6 +8,7 @@ one either stops the run with an error naming it, or is skipped, counted and rep
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import os
 import re
@@ -208,20 +209,31 @@ def load_image(path: str, channels: int = 3) -> tf.Tensor:
 
 
 class SkipReport:
-    """Counts the unreadable images of one pipeline pass and enforces the skip budget.
+    """Counts the unreadable images of each pipeline pass and enforces the skip budget.
 
-    Its methods run inside ``tf.py_function`` and only for bad files, so they cost nothing on
-    good data.
+    Every pass (one iteration of the dataset) has its own id, and its count is its own: a pass
+    abandoned before its end (an evaluation cut off after a fixed number of steps, whose
+    prefetching never reached the end) cannot add to the next one. Its methods run inside
+    ``tf.py_function`` and only for bad files and once at the end of a pass, so they cost
+    nothing on good data.
     """
+
+    _OPEN_PASSES = 8  # unfinished passes remembered (abandoned ones are dropped, oldest first)
 
     def __init__(self, total: int, skip_corrupt: bool, max_skip_fraction: float, channels: int):
         self.total = max(int(total), 1)
         self.skip_corrupt = skip_corrupt
         self.max_skip_fraction = max_skip_fraction
         self.channels = channels
-        self.skipped: list[str] = []
         self.last_pass: list[str] = []  # the skipped names of the last finished pass
+        self._passes: dict[int, list[str]] = {}  # pass id -> skipped names, insertion ordered
+        self._pass_ids = itertools.count()
         self._lock = threading.Lock()
+
+    def new_pass(self) -> int:
+        """A fresh pass id (unique in this process, whatever seeds the run sets)."""
+        with self._lock:
+            return next(self._pass_ids) % _MAX_PASSES
 
     def _describe(self, name: str, payload: bytes, is_path: bool) -> str:
         try:
@@ -230,7 +242,7 @@ class SkipReport:
             return f"cannot be read ({type(e).__name__})"
         return _decode_reason(data, self.channels) or "undecodable"
 
-    def bad(self, name: tf.Tensor, payload: tf.Tensor, is_path) -> bool:
+    def _bad(self, pass_id: int, name: tf.Tensor, payload: tf.Tensor, is_path) -> None:
         name_s = name.numpy().decode("utf-8", "replace")
         reason = self._describe(name_s, payload.numpy(), bool(is_path))
         if not self.skip_corrupt:
@@ -239,26 +251,31 @@ class SkipReport:
                 "or pass skip_corrupt=True (train: --skip_corrupt) to skip unreadable images"
             )
         with self._lock:
-            self.skipped.append(name_s)
-            count = len(self.skipped)
+            skipped = self._passes.setdefault(pass_id, [])
+            skipped.append(name_s)
+            count = len(skipped)
+            while len(self._passes) > self._OPEN_PASSES:
+                del self._passes[next(iter(self._passes))]
         log.warning("Skipping unreadable image %s (%s)", name_s, reason)
         if count > self.max_skip_fraction * self.total:
             raise CorruptImageError(
                 f"{count} of {self.total} images were unreadable (last: {name_s}), more than "
                 f"max_skip_fraction={self.max_skip_fraction}; the data is damaged"
             )
-        return False
 
-    def bad_block(self, names: tf.Tensor, payloads: tf.Tensor, missing: tf.Tensor, is_path) -> bool:
+    def bad_block(
+        self, pass_id: tf.Tensor, names: tf.Tensor, payloads: tf.Tensor, missing: tf.Tensor, is_path
+    ) -> bool:
         """Reports the examples of a decoding block flagged in ``missing`` (a bool mask)."""
         for name, payload, gone in zip(names, payloads, missing.numpy(), strict=True):
             if gone:
-                self.bad(name, payload, is_path)
+                self._bad(int(pass_id), name, payload, is_path)
         return False
 
-    def finish(self) -> bool:
+    def finish(self, pass_id: tf.Tensor) -> bool:
+        """Ends pass ``pass_id``: its skipped files become ``last_pass`` and are logged."""
         with self._lock:
-            self.last_pass, self.skipped = self.skipped, []
+            self.last_pass = self._passes.pop(int(pass_id), [])
         if self.last_pass:
             shown = ", ".join(self.last_pass[:10]) + (" ..." if len(self.last_pass) > 10 else "")
             log.warning(
@@ -271,7 +288,9 @@ class SkipReport:
         return True
 
 
-DECODE_BLOCK = 16
+DECODE_BLOCK = 64
+# Keys of decoded examples: (pass id, block number, index in the block) in 63 bits.
+_INDEX_BITS, _BLOCK_BITS, _MAX_PASSES = 11, 30, 2**22
 
 
 def decode_robustly(
@@ -282,77 +301,98 @@ def decode_robustly(
     image_spec: tf.TensorSpec | None = None,
     block: int = DECODE_BLOCK,
 ) -> tf.data.Dataset:
-    """Maps (name, payload, label, seed) -> (image, label, seed, aux), handling unreadable images.
+    """Maps ((name, payload, label), seed) -> (image, label, seed, aux), handling unreadable
+    images.
 
     ``decode_fn(payload, seed) -> image`` (of ``image_spec``; default uint8 (H, W, channels)):
-    decoding plus whatever per-example work should share its parallelism. ``aux`` is bookkeeping
-    for the caller to drop (e.g. in its next ``map``).
+    decoding plus whatever per-example work should share its parallelism. ``aux`` is an empty
+    tuple, kept so that every source yields the same structure.
 
-    Examples are decoded in blocks of ``block`` (at most 62): each block is a small dataset
-    whose errors are dropped, followed by an end marker. A scan sets one bit of an int64 per
-    example that came out, and at the marker, only when a bit is missing, ``report`` is asked
-    about those files (raise naming the file, or skip and count). A good example costs two
-    scalar ops and a filter test; the nested datasets are amortised over the block. After the
-    last example ``report.finish`` logs the skipped files of the pass.
+    Examples are decoded in blocks of ``block``: each block is a small dataset whose errors are
+    dropped. A successful decode records its key (a random block id plus its index) in a hash
+    table; after the block's last example a check looks its keys up and removes them, and only
+    when one is missing is ``report`` asked about those files (raise naming the file, or skip
+    and count). A good example costs one table insert and nothing else on its way (the check
+    yields no element, so nothing filters the images); the nested datasets are amortised over
+    the block. Each iteration draws a pass id that the reports of its blocks carry; after the
+    last block ``report.finish`` logs the skipped files of that pass.
     """
-    if not 0 < block <= 62:
-        raise ValueError(f"block={block} is invalid; valid: 1..62 (an int64 bit mask)")
+    if not 0 < block < 2**_INDEX_BITS:
+        raise ValueError(f"block={block} is invalid; valid: 1..{2**_INDEX_BITS - 1}")
     if image_spec is None:
         image_spec = tf.TensorSpec([None, None, report.channels], tf.uint8)
     marker_image = tf.zeros([d or 1 for d in image_spec.shape.as_list()], image_spec.dtype)
+    # Decoded keys of the blocks in flight. Keys hold the pass id, so passes running at the
+    # same time or one abandoned half-way (its blocks never checked) never share a key.
+    decoded = tf.lookup.experimental.MutableHashTable(tf.int64, tf.int64, default_value=0)
 
-    def per_block(names, payloads, labels, seeds):
+    def per_block(pass_id, number, example, seeds):
+        names, payloads, labels = example
         k = tf.shape(names, out_type=tf.int64)[0]
+        block_id = tf.bitwise.left_shift(pass_id, _BLOCK_BITS) + number % 2**_BLOCK_BITS
+        keys = tf.bitwise.left_shift(block_id, _INDEX_BITS) + tf.range(k)
+
+        def decode_one(key, payload, label, seed):
+            image = decode_fn(payload, seed)
+            with tf.control_dependencies([image]):  # recorded only once decoding succeeded
+                done = decoded.insert(key[tf.newaxis], tf.ones([1], tf.int64))
+            with tf.control_dependencies([done]):
+                return tf.identity(image), label, seed, ()
+
         good = (
-            tf.data.Dataset.from_tensor_slices((tf.range(k), payloads, labels, seeds))
-            .map(lambda i, p, label, s: (i, decode_fn(p, s), label, s))
+            tf.data.Dataset.from_tensor_slices((keys, payloads, labels, seeds))
+            .map(decode_one)
             .ignore_errors()
         )
-        # The end marker carries index k; its bit completes the mask of a clean block.
-        end = tf.data.Dataset.from_tensors((k, marker_image, labels[0], seeds[0]))
-        one = tf.constant(1, tf.int64)
-        full = tf.bitwise.left_shift(one, k + 1) - 1
 
-        def step(mask, element):
-            i, image, label, seed = element
-            mask = tf.bitwise.bitwise_or(mask, tf.bitwise.left_shift(one, i))
-            return mask, (image, label, seed, (mask, i))
+        def check(*_):
+            came_out = tf.equal(decoded.lookup(keys), 1)
+            with tf.control_dependencies([came_out]):
+                removed = decoded.remove(keys)
 
-        def keep(image, label, seed, aux):
-            mask, i = aux
+            def ask():
+                missing = tf.logical_not(came_out)
+                ok = tf.py_function(
+                    report.bad_block, [pass_id, names, payloads, missing, is_path], tf.bool
+                )
+                ok.set_shape([])
+                return ok
 
-            def at_end():
-                def ask():
-                    bits = tf.bitwise.bitwise_and(tf.bitwise.right_shift(mask, tf.range(k)), one)
-                    ok = tf.py_function(
-                        report.bad_block, [names, payloads, tf.equal(bits, 0), is_path], tf.bool
-                    )
-                    ok.set_shape([])
-                    return ok
+            with tf.control_dependencies([removed]):
+                return tf.cond(tf.reduce_all(came_out), lambda: tf.constant(False), ask)
 
-                return tf.cond(tf.equal(mask, full), lambda: tf.constant(False), ask)
+        # After the block's examples: the check, which yields nothing.
+        end = tf.data.Dataset.from_tensors((marker_image, labels[0], seeds[0], ())).filter(check)
+        return good.concatenate(end)
 
-            return tf.cond(i < k, lambda: tf.constant(True), at_end)
+    def one_pass(pass_id):
+        decoded_ds = ds.batch(block).enumerate().interleave(
+            lambda number, batch: per_block(pass_id, number, *batch),
+            cycle_length=tf.data.AUTOTUNE,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
 
-        return good.concatenate(end).scan(tf.constant(0, tf.int64), step).filter(keep)
+        def finish(*element):
+            done = tf.py_function(report.finish, [pass_id], tf.bool)
+            done.set_shape([])
+            return tf.logical_and(done, tf.constant(False))
 
-    ds = ds.batch(block).interleave(
-        per_block,
-        cycle_length=tf.data.AUTOTUNE,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+        # After the last block: log the pass's skipped files; yields nothing.
+        dummy = tf.nest.map_structure(
+            lambda spec: tf.zeros([d or 1 for d in spec.shape.as_list()], spec.dtype),
+            decoded_ds.element_spec,
+        )
+        return decoded_ds.concatenate(tf.data.Dataset.from_tensors(dummy).filter(finish))
 
-    def finish(*element):
-        done = tf.py_function(report.finish, [], tf.bool)
-        done.set_shape([])
-        return tf.logical_and(done, tf.constant(False))
+    def new_pass(_):
+        pass_id = tf.py_function(report.new_pass, [], tf.int64)
+        pass_id.set_shape([])
+        return pass_id
 
-    # After the last block: log the pass's skipped files; yields nothing.
-    dummy = tf.nest.map_structure(
-        lambda spec: tf.zeros([d or 1 for d in spec.shape.as_list()], spec.dtype), ds.element_spec
-    )
-    return ds.concatenate(tf.data.Dataset.from_tensors(dummy).filter(finish))
+    # One element per iteration: a fresh id for the pass, under which its blocks and its end
+    # report.
+    return tf.data.Dataset.from_tensors(0).map(new_pass).flat_map(one_pass)
 
 
 def synthetic_examples(
