@@ -621,6 +621,28 @@ def test_skip_counts_are_per_pass_even_when_a_pass_is_abandoned(caplog):
     assert "Skipped 1 of 301 unreadable images" in caplog.text
 
 
+@pytest.mark.parametrize("skip", [False, True])
+def test_robust_decoding_keeps_the_order_across_blocks(skip):
+    """Blocks are decoded in parallel, but examples come out in input order (evaluation relies
+    on it); a skipped one leaves just a gap."""
+    from data_helpers import jpeg_bytes
+
+    from bireal_larq.data.sources import SkipReport, decode_robustly
+
+    payloads = [jpeg_bytes(rgb_array(8, 8, seed=1))] * 40
+    if skip:
+        payloads[5] = bad_image_bytes()["garbage"]
+    names = [f"img_{i}.JPEG" for i in range(40)]
+    report = SkipReport(40, skip_corrupt=skip, max_skip_fraction=0.1, channels=3)
+    examples = tf.data.Dataset.from_tensor_slices((names, payloads, tf.range(40, dtype=tf.int64)))
+    examples = tf.data.Dataset.zip((examples, tf.data.Dataset.random(seed=0).batch(2)))
+    ds = decode_robustly(
+        examples, lambda payload, _: tf.io.decode_jpeg(payload, 3), report, False, block=3
+    )
+    labels = [int(label) for _, label, _, _ in ds]
+    assert labels == [i for i in range(40) if not (skip and i == 5)]
+
+
 def test_skip_report_keeps_passes_apart():
     from bireal_larq.data.sources import SkipReport
 
