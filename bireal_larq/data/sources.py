@@ -317,14 +317,16 @@ def decode_robustly(
     decoding plus whatever per-example work should share its parallelism. ``aux`` is an empty
     tuple, kept so that every source yields the same structure.
 
-    Examples are decoded in blocks of ``block``: each block is a small dataset whose errors are
-    dropped. A successful decode records its key (a random block id plus its index) in a hash
-    table; after the block's last example a check looks its keys up and removes them, and only
-    when one is missing is ``report`` asked about those files (raise naming the file, or skip
-    and count). A good example costs one table insert and nothing else on its way (the check
-    yields no element, so nothing filters the images); the nested datasets are amortised over
-    the block. Each iteration draws a pass id that the reports of its blocks carry; after the
-    last block ``report.finish`` logs the skipped files of that pass.
+    Examples are decoded in blocks of ``block``, several blocks at once, and come out in input
+    order. Each block is a small dataset whose errors are dropped. A successful decode records
+    its key (pass id, block number, index) in a hash table; after the block's last example a
+    check looks its keys up and removes them, and only when one is missing is ``report`` asked
+    about those files (raise naming the file, or skip and count). A good example costs one
+    table insert and nothing else on its way (the check yields no element, so nothing filters
+    the images); the nested datasets are amortised over the block. Each iteration draws a pass
+    id from ``report``; after the last block ``report.finish`` logs the skipped files of that
+    pass. A pass abandoned early leaves the keys of its unchecked blocks in the table (at most
+    a few blocks' worth per abandoned pass).
     """
     if not 0 < block < 2**_INDEX_BITS:
         raise ValueError(f"block={block} is invalid; valid: 1..{2**_INDEX_BITS - 1}")
