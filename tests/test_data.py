@@ -662,6 +662,23 @@ def test_skip_report_keeps_passes_apart():
     assert report.last_pass == ["a.JPEG", "b.JPEG"]
 
 
+def test_a_long_pass_keeps_its_count_while_many_short_ones_come_and_go():
+    """A training pass can span several Keras epochs, each with a validation pass that is
+    abandoned; forgetting stale passes must not forget one still skipping files."""
+    from bireal_larq.data.sources import SkipReport
+
+    report = SkipReport(total=1000, skip_corrupt=True, max_skip_fraction=0.5, channels=3)
+    payloads, bad = tf.constant([b"not an image"]), tf.constant([True])
+    training = report.new_pass()
+    rounds = 2 * SkipReport._OPEN_PASSES
+    for i in range(rounds):
+        report.bad_block(training, tf.constant([f"t{i}.JPEG"]), payloads, bad, False)
+        validation = report.new_pass()  # one skip each, never finished
+        report.bad_block(validation, tf.constant(["v.JPEG"]), payloads, bad, False)
+    report.finish(training)
+    assert report.last_pass == [f"t{i}.JPEG" for i in range(rounds)]
+
+
 # ------------------------------------------------------------------------------------------
 # TFDS ImageNet: mocked, and a tiny real archive pair
 

@@ -218,7 +218,9 @@ class SkipReport:
     nothing on good data.
     """
 
-    _OPEN_PASSES = 8  # unfinished passes remembered (abandoned ones are dropped, oldest first)
+    # Unfinished passes remembered, the least recently active dropped first. A pass with one
+    # early skip then outlives 63 abandoned passes that skipped files (e.g. validations).
+    _OPEN_PASSES = 64
 
     def __init__(self, total: int, skip_corrupt: bool, max_skip_fraction: float, channels: int):
         self.total = max(int(total), 1)
@@ -251,7 +253,8 @@ class SkipReport:
                 "or pass skip_corrupt=True (train: --skip_corrupt) to skip unreadable images"
             )
         with self._lock:
-            skipped = self._passes.setdefault(pass_id, [])
+            # Most recently active last: a long training pass outlives many short ones.
+            skipped = self._passes[pass_id] = self._passes.pop(pass_id, [])
             skipped.append(name_s)
             count = len(skipped)
             while len(self._passes) > self._OPEN_PASSES:
