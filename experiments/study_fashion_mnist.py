@@ -16,6 +16,11 @@ PyTorch's default BatchNorm momentum 0.1 (Keras 0.9), and Bi-Real's own downsamp
 shortcut AvgPool -> 1x1 -> BN, which is the catalogue's downsampling v2: the plain Bi-Real
 rows are the v2 rows. Each trick changes only what it names.
 Plain Bi-Real also runs with seeds 1 and 2: their spread is the noise floor of the table.
+The distillation rows (kd_kl, kd_features and the combinations) learn from the real-valued
+twin trained on the long budget (real_valued_twin_long), a converged teacher as in the
+papers; its 44 minutes are not in their training minutes. (An earlier run of those rows with
+the 2-epoch twin as teacher measured kd_kl 86.29, kd_features 87.66, best_combination 89.00
+and best_combination_long 90.03 %.)
 The best combination of single tricks then also runs with a long budget (LONG_EPOCHS, 8),
 next to the real-valued twin trained on that budget. The combination (BEST) was chosen from
 the single-trick rows, which are scored on the test set (Fashion-MNIST has no separate
@@ -44,8 +49,12 @@ BUDGET_EPOCHS = 2  # even: the two-stage row splits it in halves
 BATCH = 128
 BASE_OVERRIDES = {"base_filters": 16, "bn_momentum": 0.9}
 SPREAD_SEEDS = (1, 2)
-# The real-valued twin doubles as the distillation teacher (its run must come first).
-TEACHER_RUN = "real_valued_twin"
+# The real-valued twin on the long budget doubles as the distillation teacher (its run comes
+# before every row that distils from it): a converged teacher, as in the papers, not one cut
+# short at the rows' own budget. Its training time is not counted in the students' minutes.
+TWIN_RUN = "real_valued_twin"
+LONG_EPOCHS = 8
+TEACHER_RUN = f"{TWIN_RUN}_long"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,21 +105,24 @@ def _teacher(results_dir: str) -> TeacherConfig:
 # RSign + RPReLU (86.45, ReActNet's refinement of it), so only the better one is in.
 BEST = ("kd_features", "one_stage_warmup", "channel_attention", "rsign_rprelu", "kd_kl",
         "pad_one", "single_skip")
-# The long budget of the best combination and of its real-valued twin (about an hour each on
-# 2 cores, so the pair fits in one sitting), the rows that say what the tricks reach when trained
-# longer.
-LONG_EPOCHS = 8
+# LONG_EPOCHS (above) is the long budget of the best combination and of its real-valued twin
+# (about an hour each on 2 cores, so the pair fits in one sitting): the rows that say what the
+# tricks reach when trained longer.
 
 
 def entries(runs_dir: str) -> list[StudyEntry]:
-    """Every configuration of the study, in run order (teacher first)."""
+    """Every configuration of the study, in run order (the twins, the teacher among them,
+    first)."""
     twin_stage = _stage(real_valued=True)
     kl = LossConfig(teacher=_teacher(runs_dir), kd_weight=1.0, ce_weight=1.0, temperature=2.0)
     feat = LossConfig(teacher=_teacher(runs_dir), feature_weight=1.0, ce_weight=1.0)
     half = BUDGET_EPOCHS // 2
     rows = [
-        StudyEntry(TEACHER_RUN, "real-valued twin (ReLU where the signs are): the ceiling",
+        StudyEntry(TWIN_RUN, "real-valued twin (ReLU where the signs are): the ceiling",
                    _config([twin_stage]), binary=False),
+        StudyEntry(TEACHER_RUN, f"real-valued twin, {LONG_EPOCHS} epochs (the ceiling of the "
+                   "long budget, and the distillation teacher)",
+                   _config([_stage(epochs=LONG_EPOCHS, real_valued=True)]), binary=False),
         StudyEntry("bireal", "plain Bi-Real (authors' PyTorch block)", _config()),
         *[StudyEntry(f"bireal_seed{s}", f"plain Bi-Real, seed {s}", _config(seed=s))
           for s in SPREAD_SEEDS],
@@ -157,10 +169,6 @@ def entries(runs_dir: str) -> list[StudyEntry]:
     by_name = {r.name: r for r in rows}
     rows.append(_combine(by_name, BEST))
     rows.append(_combine(by_name, BEST, epochs=LONG_EPOCHS))
-    rows.append(StudyEntry(f"{TEACHER_RUN}_long", f"real-valued twin, {LONG_EPOCHS} epochs "
-                           "(the ceiling of the long budget)",
-                           _config([_stage(epochs=LONG_EPOCHS, real_valued=True)]),
-                           binary=False))
     return rows
 
 

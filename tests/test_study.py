@@ -98,7 +98,17 @@ def test_fashion_mnist_suite_lists_every_trick(tmp_path):
     suite = load_experiment("study_fashion_mnist")
     entries = suite.entries(str(tmp_path))
     names = [e.name for e in entries]
-    assert names[0] == suite.TEACHER_RUN and not entries[0].binary
+    # The twins run first; the distillation teacher is the long twin, and every row that
+    # distils from it comes after it and names it.
+    assert [e.binary for e in entries[:2]] == [False, False]
+    teacher = names.index(suite.TEACHER_RUN)
+    assert suite.TEACHER_RUN == "real_valued_twin_long" and not entries[teacher].binary
+    for i, entry in enumerate(entries):
+        for stage in entry.config.stages:
+            if stage.loss.teacher is not None:
+                assert i > teacher and entry.needs == (suite.TEACHER_RUN,), entry.name
+                assert stage.loss.teacher.weights.endswith(
+                    f"{suite.TEACHER_RUN}/model.weights.h5")
     for trick in ("bireal", "bireal_seed1", "bireal_seed2", "prelu", "single_skip",
                   "downsample_v1", "downsample_v3", "label_smoothing", "two_stage",
                   "one_stage_warmup", "kd_kl", "kd_features", "mixup", "channel_attention",
