@@ -90,6 +90,9 @@ class Classifier:
         self.num_classes = int(self._interpreter.output_shapes[0][-1])
         report = read_report(self.path) or {}
         self.dataset = dataset or report.get("dataset")
+        # The run's evaluation resize ratio (trick 18), as the export recorded it.
+        same = self.dataset == report.get("dataset")
+        self.resize_ratio = report.get("eval_resize_ratio") if same else None
         self._data_dir = data_dir
         self._info = None
         if self.dataset is not None:
@@ -141,7 +144,7 @@ class Classifier:
         from bireal_larq import data
 
         batch = array if array.ndim == 4 else array[np.newaxis]
-        return data.eval_preprocess(batch, self._info).numpy()
+        return data.eval_preprocess(batch, self._info, resize_ratio=self.resize_ratio).numpy()
 
     def _as_array(self, item: Any, what: str) -> np.ndarray:
         if isinstance(item, str | os.PathLike):

@@ -4,7 +4,8 @@ A run directory ``DIR`` written by ``bireal_larq.train`` holds at least:
 
 * ``DIR/config.json``: the resolved run configuration. The keys read here are ``model``
   (registry name), ``model_overrides`` (BiRealConfig fields), ``input_shape``,
-  ``num_classes`` and ``dataset``; training adds its own keys.
+  ``num_classes``, ``dataset`` and the last stage's ``augment`` (its ``eval_resize_ratio``);
+  training adds its own keys.
 * ``DIR/model.weights.h5``: the final float32 weights in the by-name HDF5 layout of
   ``save_weights("x.h5")`` (note: Keras 2.15 writes a position-based format when the name
   passed to ``save_weights`` ends in ``.weights.h5``, so training saves through a ``.h5``
@@ -87,3 +88,18 @@ def model_from_run(
     finally:
         tf.keras.mixed_precision.set_global_policy(previous)
     return model, config
+
+
+def eval_resize_ratio(config: dict[str, Any], stage: str | None = None) -> float | None:
+    """The evaluation resize ratio (trick 18) the run was validated with: that of ``stage``'s
+    recipe (default: the last stage's), or None when the stage used the dataset's default.
+
+    Evaluation, export verification and the inference API use it, so a model trained and
+    validated at shorter side 224 x 1.35 is not scored at 256/224 afterwards.
+    """
+    stages = config.get("stages") or []
+    if stage is not None:
+        stages = [s for s in stages if s.get("name") == stage] or stages
+    augment = (stages[-1].get("augment") if stages else None) or {}
+    ratio = augment.get("eval_resize_ratio")
+    return None if ratio is None else float(ratio)

@@ -73,7 +73,8 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
     config = entry.config.replace(data_dir=data_dir)
     summary = run_training(config, run_dir, verbose=2)
     model, _ = model_from_run(run_dir)
-    # The whole test split, preprocessed by the data package's eval function.
+    # The whole test split, preprocessed by the data package's eval function (with the last
+    # stage's evaluation resize ratio, as training validated it).
     test, count = get_dataset(
         config.dataset,
         "test",
@@ -81,6 +82,7 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
         training=False,
         data_dir=data_dir,
         num_classes=config.num_classes,
+        augment=config.stages[-1].augment,
         **config.dataset_kwargs,
     )
     report = export_model(

@@ -9,7 +9,8 @@ Rerunning the same command resumes an interrupted run. Examples::
 
 Exit codes: 0 done; 1 invalid flags or configuration (nothing was run); 2 the output directory
 holds another configuration; 3 the loss became NaN or infinite (nothing was saved from it);
-4 an unreadable image (the message names the file; --skip_corrupt skips and counts them).
+4 an unreadable image (the message names the file; --skip_corrupt skips and counts them);
+5 the dataset's files are missing (the message says which files go where; nothing was run).
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ from absl import app, flags
 
 from bireal_larq.cli import parser_for
 from bireal_larq.data import CorruptImageError
+from bireal_larq.data.config import DEFAULT_PRESETS
 from bireal_larq.training import (
     NonFiniteLossError,
     RunDirectoryConflict,
     ScheduleConfig,
     StageConfig,
     TrainConfig,
+    check_run,
     get_experiment,
     get_strategy,
     list_experiments,
-    resolve_run_config,
     run_training,
 )
 from bireal_larq.training.config import STRATEGIES, OptimizerConfig
@@ -134,12 +136,23 @@ def config_from_flags() -> TrainConfig:
                 + ", ".join(list_experiments())
             )
         config = default_config(FLAGS.model, FLAGS.dataset)
+    stages = config.stages
     if FLAGS.dataset and FLAGS.dataset != config.dataset:
-        # Shapes and source options belonged to the experiment's dataset.
+        # Shapes, source options and augmentation belonged to the experiment's dataset (an
+        # ImageNet crop and Lighting on CIFAR would be a silently different recipe).
+        replaced = [s.name for s in stages if s.augment is not None]
+        if replaced:
+            print(
+                f"--dataset={FLAGS.dataset} replaces {config.dataset!r} of the experiment: "
+                f"stage(s) {replaced} use {FLAGS.dataset}'s default augmentation "
+                f"({DEFAULT_PRESETS.get(FLAGS.dataset, '?')!r} preset) instead of the "
+                "experiment's",
+                file=sys.stderr,
+            )
+        stages = tuple(dataclasses.replace(s, augment=None) for s in stages)
         config = dataclasses.replace(
             config, input_shape=None, num_classes=None, dataset_kwargs={}, image_size=None
         )
-    stages = config.stages
     if FLAGS.epochs is not None:
         if FLAGS.epochs < 1:
             raise ValueError(f"--epochs={FLAGS.epochs} is out of range; valid: >= 1")
@@ -184,9 +197,13 @@ def main(argv):
         config = config_from_flags()
         # First TF work of the process: a multi-worker strategy must precede any op.
         strategy = get_strategy(config.strategy)
-        resolve_run_config(config)  # unknown model / dataset / field: fail before any work
+        # Model, fields, batch, data and augmentation: fail before anything is written.
+        check_run(config, strategy)
     except ValueError as err:
         raise app.UsageError(str(err)) from None
+    except FileNotFoundError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(5)
     try:
         run_training(config, FLAGS.output_dir, overwrite=FLAGS.overwrite, strategy=strategy)
     except RunDirectoryConflict as err:

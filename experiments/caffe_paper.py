@@ -11,6 +11,9 @@ r"""The Bi-Real Net paper's Caffe recipe (ECCV 2018; seed 000, "Caffe Implementa
    BatchNorm trains) for 1 epoch so BatchNorm absorbs the dropped scale; at the binary
    stage's final learning rate (unspecified in the paper).
 Data: shorter side 256, random crop 224 (+ flip), centre crop 224 for evaluation.
+A run has one batch size, step 2's: the real-valued steps keep ResNet's rates per 256 images
+and scale them linearly, so for birealnet34 (batch 1024) ``fp_relu`` starts at 0.4, without
+the warm-up that large batches are usually given.
 
 Command::
 

@@ -150,3 +150,45 @@ def test_default_backend_and_unknown_backend(exported):
     assert Classifier(path).backend == export.default_backend()
     with pytest.raises(ValueError, match=r"backend='fast' is invalid; valid: \['default'"):
         Classifier(path, backend="fast")
+
+
+def test_the_runs_evaluation_resize_ratio_reaches_verification_and_the_inference_api(
+    exported, tmp_path
+):
+    from data_helpers import make_image_folder
+
+    from bireal_larq import runs
+    from bireal_larq.export.verify import dataset_images
+
+    # The ratio of a run is its last stage's (or a named stage's); None: the dataset default.
+    config = {"stages": [{"name": "a", "augment": {"eval_resize_ratio": 1.35}},
+                         {"name": "b", "augment": None}]}
+    assert runs.eval_resize_ratio(config) is None
+    assert runs.eval_resize_ratio(config, "a") == 1.35
+    assert runs.eval_resize_ratio({}) is None
+
+    model, _ = exported
+    root = make_image_folder(str(tmp_path / "images"), classes=("a", "b", "c", "d"),
+                             per_class=1, val_per_class=2)
+    images, _ = dataset_images("imagefolder", 8, SHAPE, data_dir=root, resize_ratio=1.35)
+    default, _ = dataset_images("imagefolder", 8, SHAPE, data_dir=root)
+    expected = np.concatenate([x.numpy() for x, _ in data.get_dataset(
+        "imagefolder", "test", batch_size=8, training=False, data_dir=root, image_size=8,
+        augment=data.AugmentConfig(eval_resize_ratio=1.35))[0]])
+    np.testing.assert_array_equal(images, expected)
+    assert np.abs(images - default).max() > 0.1
+
+    path = tmp_path / "ratio.tflite"
+    report = export.export_model(
+        model, str(path), verify_dataset="imagefolder", verify_samples=8, data_dir=root,
+        metadata={"dataset": "imagefolder", "eval_resize_ratio": 1.35},
+    )
+    assert report["eval_resize_ratio"] == 1.35 and report["verification"]["samples"] == 8
+    clf = Classifier(path, data_dir=root)
+    assert clf.resize_ratio == 1.35
+    raw = _images(2, (20, 30, 3))
+    np.testing.assert_allclose(
+        clf._raw_batch(raw, "images"),
+        data.eval_preprocess(raw, clf._info, resize_ratio=1.35).numpy(),
+    )
+    assert np.abs(clf._raw_batch(raw, "images") - data.eval_preprocess(raw, clf._info)).max() > 0.1

@@ -105,6 +105,14 @@ def test_with_epochs_rescales_boundaries_and_warmup():
             lambda: StageConfig("s", 2, schedule=ScheduleConfig("steps", boundaries=(3,))),
             "must lie inside the stage",
         ),
+        (
+            lambda: ScheduleConfig("linear", boundaries=(5,)),
+            r"would be ignored by kind='linear'; valid: boundaries only with kind='steps'",
+        ),
+        (
+            lambda: StageConfig("s", 2, schedule=ScheduleConfig("linear", warmup_epochs=2)),
+            r"warmup_epochs=2 leaves no epoch after the warm-up; valid: warmup_epochs < epochs",
+        ),
         (lambda: LossConfig(kd_weight=1.0), "need a teacher"),
         (
             lambda: TrainConfig("birealnet18", "synthetic", (StageConfig("s", 1),), batch_size=0),
@@ -357,6 +365,81 @@ def test_cli_rejects_unknown_names_before_any_work(tmp_path):
     assert result.returncode == 1
     assert "Unknown model 'birealnet99'" in result.stderr and "birealnet18" in result.stderr
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_cli_checks_batch_and_data_before_writing_anything(tmp_path):
+    from test_train_support import run_train
+
+    run = tmp_path / "run"
+    result = run_train(
+        "--model=birealnet18_small", "--dataset=synthetic", "--batch_size=2048",
+        f"--output_dir={run}",
+    )
+    assert result.returncode == 1, result.stderr
+    assert "batch_size=2048 is larger than the 1024 training examples" in result.stderr
+    assert "Traceback" not in result.stderr
+    # nothing written, so the corrected command is not refused as another configuration
+    assert not run.exists()
+
+
+def test_run_training_refuses_an_augmentation_the_images_cannot_take_before_writing(tmp_path):
+    from bireal_larq.data import preset
+
+    config = TrainConfig(
+        model="birealnet18_small",
+        dataset="synthetic",
+        model_overrides={"base_filters": 8},
+        dataset_kwargs={"image_shape": SHAPE, "num_examples": {"train": 32, "test": 8}},
+        num_classes=4,
+        batch_size=8,
+        stages=(
+            StageConfig("a", 1, augment=preset("none")),
+            StageConfig("b", 1, augment=preset("imagenet")),  # Lighting on grey images
+        ),
+    )
+    with pytest.raises(ValueError, match=r"\['lighting_alphastd'\] need RGB images"):
+        run_training(config, str(tmp_path / "run"), verbose=0)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_cli_dataset_flag_replaces_the_experiments_augmentation(capsys):
+    from bireal_larq import train
+
+    train.FLAGS.unparse_flags()
+    train.FLAGS(["train", "--experiment=authors_pytorch", "--model=birealnet18",
+                 "--dataset=cifar10", "--output_dir=/tmp/x"])
+    try:
+        config = train.config_from_flags()
+    finally:
+        train.FLAGS.unparse_flags()
+    # ImageNet's crop + Lighting would otherwise be applied to CIFAR silently.
+    assert config.dataset == "cifar10"
+    assert [s.augment for s in config.stages] == [None] * len(config.stages)
+    assert "use cifar10's default augmentation ('cifar' preset)" in capsys.readouterr().err
+
+
+def test_validation_uses_the_stages_evaluation_resize_ratio(tmp_path):
+    from data_helpers import make_image_folder
+
+    from bireal_larq.data import AugmentConfig, get_dataset, preset
+    from bireal_larq.training.data import stage_data
+
+    root = make_image_folder(str(tmp_path / "images"), per_class=2, val_per_class=2)
+    config = TrainConfig(
+        model="birealnet18_small", dataset="imagefolder", data_dir=root, image_size=16,
+        batch_size=2, stages=(StageConfig("s", 1),),
+    )
+    stage = StageConfig("s", 1, augment=preset("imagenet", eval_resize_ratio=1.35))
+    data = stage_data(config, stage, tf.distribute.get_strategy())
+    images = np.concatenate([x.numpy() for x, _ in data.validation])
+
+    def evaluation(ratio):
+        ds, _ = get_dataset("imagefolder", "test", batch_size=2, training=False, data_dir=root,
+                            image_size=16, augment=AugmentConfig(eval_resize_ratio=ratio))
+        return np.concatenate([x.numpy() for x, _ in ds])
+
+    np.testing.assert_array_equal(images, evaluation(1.35))
+    assert np.abs(images - evaluation(256 / 224)).max() > 0.1  # not the default ratio
 
 
 # ----------------------------------------------------------------------------- a whole run

@@ -243,7 +243,9 @@ def export_model(
             real images.
         data_dir: the data directory of :mod:`bireal_larq.data`.
         min_agreement: the top-1 agreement required on real images.
-        metadata: extra keys for the report (run directory, dataset of the run, ...).
+        metadata: extra keys for the report (run directory, dataset of the run, ...). Its
+            ``eval_resize_ratio`` (the run's, from ``load_model_for_export``) is the one
+            ``verify_dataset`` preprocesses with, and the inference API reads it back.
 
     Returns:
         The report (also written to disk).
@@ -346,7 +348,11 @@ def export_model(
             source, real = "given images", True
         elif verify_dataset is not None:
             images, labels = verify_lib.dataset_images(
-                verify_dataset, verify_samples, model.input_shape[1:], data_dir=data_dir
+                verify_dataset,
+                verify_samples,
+                model.input_shape[1:],
+                data_dir=data_dir,
+                resize_ratio=report.get("eval_resize_ratio"),
             )
             source, real = f"{verify_dataset} test split", True
         else:
@@ -398,7 +404,8 @@ def load_model_for_export(
         num_classes: classifier width for ``model``; default 1000.
 
     Returns:
-        ``(keras_model, metadata)``: metadata names the model, checkpoint and run dataset.
+        ``(keras_model, metadata)``: metadata names the model, checkpoint and run dataset,
+        and the evaluation resize ratio of the run (None: the dataset's default).
 
     Raises:
         ValueError: neither or a wrong combination of arguments (naming what is valid).
@@ -427,6 +434,7 @@ def load_model_for_export(
             "model": config["model"],
             "checkpoint": os.path.abspath(checkpoint),
             "dataset": config.get("dataset"),
+            "eval_resize_ratio": runs.eval_resize_ratio(config),
             "model_overrides": config.get("model_overrides", {}),
         }
     if (

@@ -118,17 +118,20 @@ def dataset_images(
     n: int,
     image_shape: Sequence[int],
     data_dir: str | None = None,
+    resize_ratio: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` test images of dataset ``name``, preprocessed for evaluation.
 
     Uses ``bireal_larq.data.get_dataset(name, "test", training=False)``: the same eval
-    preprocessing as training's evaluation, at the model's input size.
+    preprocessing as training's evaluation, at the model's input size, with the run's
+    ``resize_ratio`` (None: the dataset's default).
 
     Raises:
         ValueError: the dataset's images do not have the model's channel count.
     """
     from bireal_larq import data
 
+    augment = None if resize_ratio is None else data.AugmentConfig(eval_resize_ratio=resize_ratio)
     dataset, _ = data.get_dataset(
         name,
         "test",
@@ -136,6 +139,7 @@ def dataset_images(
         training=False,
         data_dir=data_dir,
         image_size=tuple(image_shape[:2]),
+        augment=augment,
     )
     channels = dataset.element_spec[0].shape[-1]
     if channels is not None and channels != image_shape[-1]:

@@ -12,7 +12,12 @@ from bireal_larq.training.config import (
 from bireal_larq.training.distribute import check_batch_size, get_strategy
 from bireal_larq.training.experiments import get_experiment, list_experiments
 from bireal_larq.training.model import RecipeModel, compile_for_recipe
-from bireal_larq.training.runner import RunDirectoryConflict, resolve_run_config, run_training
+from bireal_larq.training.runner import (
+    RunDirectoryConflict,
+    check_run,
+    resolve_run_config,
+    run_training,
+)
 from bireal_larq.training.schedules import EpochSchedule, build_schedule
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "TrainConfig",
     "build_schedule",
     "check_batch_size",
+    "check_run",
     "compile_for_recipe",
     "get_experiment",
     "get_strategy",

@@ -107,6 +107,11 @@ class ScheduleConfig:
             raise ValueError(
                 f"{owner}.boundaries={self.boundaries} is invalid; valid: increasing epochs > 0"
             )
+        if self.kind != "steps" and self.boundaries:
+            raise ValueError(
+                f"{owner}.boundaries={self.boundaries} would be ignored by kind={self.kind!r}; "
+                "valid: boundaries only with kind='steps' (else leave them empty)"
+            )
         if self.kind == "steps":
             if not self.boundaries:
                 raise ValueError(f"{owner}.boundaries is empty; valid: >= 1 epoch for 'steps'")
@@ -225,6 +230,11 @@ class StageConfig:
             raise ValueError(
                 f"{owner}: optimizer 'bop' trains binary weights, but the stage is real-valued; "
                 "valid: 'adam' or 'sgd'"
+            )
+        if self.schedule.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"{owner}.schedule.warmup_epochs={self.schedule.warmup_epochs} leaves no epoch "
+                f"after the warm-up; valid: warmup_epochs < epochs ({self.epochs})"
             )
         for boundary in self.schedule.boundaries:
             if boundary >= self.epochs:

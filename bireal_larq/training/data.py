@@ -69,6 +69,35 @@ def _kwargs(config: TrainConfig) -> dict[str, Any]:
     return kwargs
 
 
+def train_examples(
+    config: TrainConfig, stage: StageConfig, dataset_fn: DatasetFn | None = None
+) -> int:
+    """The number of training examples of ``stage``'s data, after checking that the data
+    exists, that the stage's augmentation fits the images and that one batch fits the split.
+
+    Raises:
+        ValueError: the augmentation does not fit the dataset (e.g. colour ops on grey
+            images), or ``batch_size`` exceeds the training examples.
+        FileNotFoundError: the dataset's files are missing (the message says where they go).
+    """
+    get_dataset = dataset_fn or default_dataset_fn()
+    _, examples = get_dataset(
+        config.dataset,
+        "train",
+        batch_size=config.batch_size,
+        training=True,
+        seed=config.seed,
+        augment=stage.augment,
+        **_kwargs(config),
+    )
+    if examples // config.batch_size < 1:
+        raise ValueError(
+            f"batch_size={config.batch_size} is larger than the {examples} training "
+            f"examples of {config.dataset!r}; valid: batch_size <= {examples}"
+        )
+    return examples
+
+
 def stage_data(
     config: TrainConfig,
     stage: StageConfig,
@@ -107,32 +136,21 @@ def stage_data(
         return ds.skip(skip_batches) if skip_batches else ds
 
     def val_fn(context=None):
+        # The stage's recipe also fixes the evaluation resize ratio (trick 18).
         ds, _ = get_dataset(
             config.dataset,
             "test",
             batch_size=eval_batch,
             training=False,
             seed=config.seed,
+            augment=stage.augment,
             input_context=context,
             **kwargs,
         )
         return ds
 
-    _, train_examples = get_dataset(
-        config.dataset,
-        "train",
-        batch_size=config.batch_size,
-        training=True,
-        seed=config.seed,
-        augment=stage.augment,
-        **kwargs,
-    )
-    steps = train_examples // config.batch_size
-    if steps < 1:
-        raise ValueError(
-            f"batch_size={config.batch_size} is larger than the {train_examples} training "
-            f"examples of {config.dataset!r}; valid: batch_size <= {train_examples}"
-        )
+    examples = train_examples(config, stage, get_dataset)
+    steps = examples // config.batch_size
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
     # None runs the whole test split.
@@ -145,4 +163,4 @@ def stage_data(
         train = train_fn()
     # Keras distributes a plain evaluation dataset itself (and then needs no step count).
     validation = val_fn()
-    return StageData(train, validation, steps, val_steps, train_examples)
+    return StageData(train, validation, steps, val_steps, examples)

@@ -10,7 +10,7 @@ from typing import Any
 import tensorflow as tf
 
 from bireal_larq.models import create_model
-from bireal_larq.runs import FINAL_WEIGHTS, RUN_CONFIG, read_run_config
+from bireal_larq.runs import FINAL_WEIGHTS, RUN_CONFIG, eval_resize_ratio, read_run_config
 from bireal_larq.training.callbacks import load_weights
 
 _STAGE_DIR = re.compile(r"^\d\d_(\w+)$")
@@ -60,7 +60,7 @@ def evaluate_checkpoint(
     Returns:
         ``{"top1", "top5", "loss", "checkpoint", "dataset", "examples"}``.
     """
-    from bireal_larq.data import get_dataset
+    from bireal_larq.data import AugmentConfig, get_dataset
 
     run_dir, weights, stage = find_run(checkpoint)
     config = read_run_config(run_dir)
@@ -80,6 +80,9 @@ def evaluate_checkpoint(
     kwargs.pop("shuffle_buffer", None)
     if same and config.get("skip_corrupt"):
         kwargs.update(skip_corrupt=True, max_skip_fraction=config["max_skip_fraction"])
+    ratio = eval_resize_ratio(config, stage)
+    if ratio is not None:  # the ratio the run was validated with (trick 18)
+        kwargs["augment"] = AugmentConfig(eval_resize_ratio=ratio)
     ds, count = get_dataset(
         dataset,
         "test",

@@ -35,7 +35,13 @@ from bireal_larq.models.config import BiRealConfig, real_valued_twin
 from bireal_larq.runs import FINAL_WEIGHTS, RUN_CONFIG, write_run_config
 from bireal_larq.training import callbacks as cb
 from bireal_larq.training.config import StageConfig, TeacherConfig, TrainConfig
-from bireal_larq.training.data import DatasetFn, dataset_info, dataset_shape, stage_data
+from bireal_larq.training.data import (
+    DatasetFn,
+    dataset_info,
+    dataset_shape,
+    stage_data,
+    train_examples,
+)
 from bireal_larq.training.distribute import (
     check_batch_size,
     get_strategy,
@@ -300,6 +306,32 @@ def _run_stage(
     return result | {"dir": stage_dir, "model": model, "trainer": trainer, "data": data}
 
 
+def check_run(
+    config: TrainConfig,
+    strategy: tf.distribute.Strategy,
+    dataset_fn: DatasetFn | None = None,
+) -> dict[str, Any]:
+    """Every check that needs no training, before anything is written: the model and its
+    fields, the batch against the replicas and the training examples, and each stage's
+    augmentation against the dataset's images.
+
+    Returns:
+        The resolved configuration (as ``resolve_run_config``).
+
+    Raises:
+        ValueError: what is invalid and what would be valid.
+        FileNotFoundError: the dataset's files are missing.
+    """
+    resolved = resolve_run_config(config)
+    check_batch_size(strategy, config.batch_size)
+    checked = []
+    for stage in config.stages:
+        if stage.augment not in checked:  # stages sharing a recipe share the check
+            checked.append(stage.augment)
+            train_examples(config, stage, dataset_fn)
+    return resolved
+
+
 def run_training(
     config: TrainConfig,
     output_dir: str,
@@ -324,7 +356,8 @@ def run_training(
         The summary also written to ``output_dir/summary.json``.
 
     Raises:
-        ValueError: an invalid configuration, before any work.
+        ValueError: an invalid configuration, before anything is written (``check_run``).
+        FileNotFoundError: missing dataset files, before anything is written.
         RunDirectoryConflict: ``output_dir`` holds another configuration.
         NonFiniteLossError: the loss became NaN or infinite (nothing is saved from it).
         CorruptImageError: an unreadable training or validation image (the message names it),
@@ -332,10 +365,9 @@ def run_training(
     """
     started = time.time()
     strategy = strategy or get_strategy(config.strategy)
-    resolved = resolve_run_config(config)
+    resolved = check_run(config, strategy, dataset_fn)
     input_shape, num_classes = tuple(resolved["input_shape"]), resolved["num_classes"]
 
-    check_batch_size(strategy, config.batch_size)
     chief = is_chief(strategy)
     run_dir = (
         output_dir if chief else os.path.join(output_dir, "workers", f"worker_{task_id(strategy)}")
@@ -408,7 +440,9 @@ def run_training(
             for r in results
         ],
         "wall_time_s": time.time() - started,  # this call (a resumed run: only what was left)
-        "train_time_s": seconds,  # the training of every stage, also of earlier calls
+        # every stage's training: a stage finished by an earlier call counts its recorded
+        # time, but a stage interrupted and resumed counts only the call that finished it
+        "train_time_s": seconds,
         "train_images_per_s": images / seconds if seconds else 0.0,
         "dtype_policy": policy,
         "replicas": strategy.num_replicas_in_sync,
