@@ -48,11 +48,13 @@ class Classifier:
         tflite_path: the ``.tflite`` written by :func:`bireal_larq.export.export_model`.
         dataset: the dataset whose eval preprocessing (size, mean/std) the model expects;
             default: the ``dataset`` recorded in the export report beside the file.
-        class_names: labels by index; default: the dataset's class names, else the indices.
+        class_names: labels by index; default: the run's class names recorded in the export
+            report, else the dataset's, else the indices.
         num_threads: interpreter threads.
         backend: LCE bgemm kernel with or without XNNPACK (one of
             :data:`bireal_larq.export.BACKENDS`); default: the host's.
-        data_dir: data directory for :func:`bireal_larq.data.dataset_info`.
+        data_dir: data directory for :func:`bireal_larq.data.dataset_info` (not needed for
+            an image-folder run whose report records its class names).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -98,7 +100,12 @@ class Classifier:
         if self.dataset is not None:
             from bireal_larq import data
 
-            info = data.dataset_info(self.dataset, data_dir=data_dir)
+            recorded = report.get("class_names") if same else None
+            if self.dataset == "imagefolder" and data_dir is None and recorded:
+                # the run's classes, recorded by the export: no image folder needed
+                info = data.dataset_info("imagefolder", class_names=recorded)
+            else:
+                info = data.dataset_info(self.dataset, data_dir=data_dir)
             info = info.with_image_size(self.input_shape[:2])
             if info.channels != self.input_shape[-1]:
                 raise ValueError(
@@ -106,8 +113,8 @@ class Classifier:
                     f"takes {self.input_shape[-1]} channels (input {self.input_shape})"
                 )
             self._info = info
-            if class_names is None and info.class_names:
-                class_names = info.class_names
+            if class_names is None:
+                class_names = recorded or info.class_names
         if class_names is not None and len(class_names) != self.num_classes:
             raise ValueError(
                 f"{len(class_names)} class names given for a model with {self.num_classes} classes"

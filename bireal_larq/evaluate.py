@@ -29,15 +29,15 @@ def main(argv):
     del argv
     try:
         run_dir = find_run(FLAGS.checkpoint)[0]
-    except FileNotFoundError as err:
+        result = evaluate_checkpoint(
+            FLAGS.checkpoint,
+            FLAGS.dataset,
+            data_dir=FLAGS.data_dir,
+            batch_size=FLAGS.batch_size,
+            steps=FLAGS.steps,
+        )
+    except (FileNotFoundError, ValueError) as err:  # bad flags, missing data: no traceback
         raise app.UsageError(str(err)) from None
-    result = evaluate_checkpoint(
-        FLAGS.checkpoint,
-        FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
-        batch_size=FLAGS.batch_size,
-        steps=FLAGS.steps,
-    )
     path = write_result(result, run_dir)
     print(
         f"top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  ({result['dataset']}) -> {path}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import tensorflow as tf
@@ -27,6 +28,7 @@ from bireal_larq.models import create_model
 
 RUN_CONFIG = "config.json"
 FINAL_WEIGHTS = "model.weights.h5"
+_STAGE_DIR = re.compile(r"^\d\d_(\w+)$")  # DIR/stages/01_<stage name>/
 
 
 def read_run_config(run_dir: str) -> dict[str, Any]:
@@ -54,8 +56,35 @@ def write_run_config(run_dir: str, config: dict[str, Any]) -> str:
     return path
 
 
+def find_run(checkpoint: str) -> tuple[str, str, str | None]:
+    """(run directory, weights file, stage name or None) of a run dir or a weights file in one.
+
+    Raises:
+        FileNotFoundError: no run directory (``config.json``) contains ``checkpoint``.
+    """
+    checkpoint = os.path.abspath(checkpoint)
+    if os.path.isdir(checkpoint):
+        return checkpoint, os.path.join(checkpoint, FINAL_WEIGHTS), None
+    if not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"Checkpoint {checkpoint!r} does not exist")
+    directory, stage = os.path.dirname(checkpoint), None
+    while directory != os.path.dirname(directory):
+        match = _STAGE_DIR.match(os.path.basename(directory))
+        if match and stage is None:
+            stage = match.group(1)
+        if os.path.exists(os.path.join(directory, RUN_CONFIG)):
+            return directory, checkpoint, stage
+        directory = os.path.dirname(directory)
+    raise FileNotFoundError(
+        f"{checkpoint!r} is not inside a run directory ({RUN_CONFIG} not found above it)"
+    )
+
+
 def model_from_run(
-    run_dir: str, weights: str | None = None, dtype_policy: str = "float32"
+    run_dir: str,
+    weights: str | None = None,
+    dtype_policy: str = "float32",
+    stage: str | None = None,
 ) -> tuple[tf.keras.Model, dict[str, Any]]:
     """Rebuilds the model of a run (in float32 by default) with its final weights.
 
@@ -64,6 +93,8 @@ def model_from_run(
         weights: a weights file to load instead of ``DIR/model.weights.h5``.
         dtype_policy: the Keras dtype policy to build under; export always uses float32,
             also for runs trained with mixed precision.
+        stage: the stage whose model ``weights`` belong to (its own model overrides, e.g.
+            the real-valued twin of a two-stage run); None: the final model.
 
     Raises:
         FileNotFoundError: the directory or its weights are missing.
@@ -75,6 +106,9 @@ def model_from_run(
             f"No final weights in {run_dir!r} ({FINAL_WEIGHTS} missing): the run has not "
             "finished; pass a checkpoint with --weights or finish training"
         )
+    overrides = config.get("model_overrides", {})
+    if stage is not None:
+        overrides = config.get("stage_model_overrides", {}).get(stage, overrides)
     previous = tf.keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy(dtype_policy)
     try:
@@ -83,7 +117,7 @@ def model_from_run(
             input_shape=tuple(config["input_shape"]),
             num_classes=int(config["num_classes"]),
             weights=weights,
-            **config.get("model_overrides", {}),
+            **overrides,
         )
     finally:
         tf.keras.mixed_precision.set_global_policy(previous)

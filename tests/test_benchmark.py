@@ -180,7 +180,12 @@ def test_cli_table_json_float_twin_and_device_binary(tmp_path, capsys):
     path = _tiny_tflite(
         tmp_path, {"model": "birealnet18_small", "input_shape": [32, 32, 3], "num_classes": 10}
     )
-    binary = _fake_binary(tmp_path, f"cat <<'EOF'\n{SAMPLE_OUTPUT}EOF\n")
+    # --runs / --warmup reach the device tool as its own flags
+    binary = _fake_binary(
+        tmp_path,
+        'case "$*" in *--num_runs=3*--warmup_runs=1*) ;; *) echo "args: $*" >&2; exit 2;; esac\n'
+        f"cat <<'EOF'\n{SAMPLE_OUTPUT}EOF\n",
+    )
     argv = [
         "benchmark",
         path,

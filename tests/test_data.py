@@ -328,6 +328,28 @@ def test_eval_preprocess_imagenet_resize_and_centre_crop():
     assert small.shape == (64, 64, 3)
 
 
+def test_resizes_round_like_torchvision_and_cover_non_square_crops():
+    # torchvision's Resize(256) of a 206x309 image: int(256 * 309 / 206) = 384 exactly (a
+    # float scale factor gives 383.99... -> 383).
+    assert P.resize_shorter_side(tf.zeros([206, 309, 3], tf.uint8), 256).shape == (256, 384, 3)
+    assert P.resize_shorter_side(tf.zeros([309, 206, 3], tf.uint8), 256).shape == (384, 256, 3)
+    for shape in ([375, 500, 3], [500, 375, 3], [300, 300, 3]):
+        image = tf.zeros(shape, tf.uint8)
+        covered = P.resize_to_cover(image, (256, 256)).shape
+        assert covered == P.resize_shorter_side(image, 256).shape and min(covered[:2]) == 256
+    # A non-square model input: portrait and landscape photos both come out the right size
+    # (scaling only the shorter side left a portrait photo narrower than the crop).
+    assert P.resize_to_cover(tf.zeros([400, 300, 3], tf.uint8), (256, 365)).shape == (486, 365, 3)
+    for shape in ([400, 300, 3], [300, 400, 3], [100, 900, 3]):
+        out = D.eval_preprocess(tf.constant(rgb_array(*shape[:2], seed=1)), "imagenet2012",
+                                image_size=(224, 320))
+        assert out.shape == (224, 320, 3)
+        caffe = D.train_geometry(tf.constant(rgb_array(*shape[:2], seed=1)), tf.constant([1, 2]),
+                                 D.dataset_info("imagenet2012").with_image_size((224, 320)),
+                                 D.preset("imagenet_caffe"))
+        assert caffe.shape == (224, 320, 3)
+
+
 def test_eval_preprocess_small_datasets_and_channels():
     fm = D.eval_preprocess(tf.zeros([28, 28, 1], tf.uint8), "fashion_mnist")
     assert fm.shape == (28, 28, 1)

@@ -152,7 +152,7 @@ def test_default_backend_and_unknown_backend(exported):
         Classifier(path, backend="fast")
 
 
-def test_the_runs_evaluation_resize_ratio_reaches_verification_and_the_inference_api(
+def test_the_runs_resize_ratio_and_classes_reach_verification_and_the_inference_api(
     exported, tmp_path
 ):
     from data_helpers import make_image_folder
@@ -181,11 +181,14 @@ def test_the_runs_evaluation_resize_ratio_reaches_verification_and_the_inference
     path = tmp_path / "ratio.tflite"
     report = export.export_model(
         model, str(path), verify_dataset="imagefolder", verify_samples=8, data_dir=root,
-        metadata={"dataset": "imagefolder", "eval_resize_ratio": 1.35},
+        metadata={"dataset": "imagefolder", "eval_resize_ratio": 1.35,
+                  "class_names": ["w", "x", "y", "z"]},
     )
     assert report["eval_resize_ratio"] == 1.35 and report["verification"]["samples"] == 8
-    clf = Classifier(path, data_dir=root)
-    assert clf.resize_ratio == 1.35
+    # The run's class names travel in the report: no image folder is needed to deploy.
+    clf = Classifier(path)
+    assert clf.resize_ratio == 1.35 and clf.class_names == ("w", "x", "y", "z")
+    assert clf.classify(_images(1, (20, 30, 3)))[0].label in "wxyz"
     raw = _images(2, (20, 30, 3))
     np.testing.assert_allclose(
         clf._raw_batch(raw, "images"),

@@ -162,8 +162,10 @@ def _single_classifier(shape=(8, 8, 4)):
 def test_verification_with_a_named_dataset_uses_the_data_contract(tmp_path, monkeypatch):
     calls = []
 
-    def get_dataset(name, split, *, batch_size, training, data_dir=None, image_size=None):
-        calls.append((name, split, training, data_dir, image_size))
+    def get_dataset(name, split, *, batch_size, training, data_dir=None, image_size=None,
+                    augment=None):
+        ratio = augment and augment.eval_resize_ratio
+        calls.append((name, split, training, data_dir, image_size, ratio))
         return _fake_eval_dataset(n=20), 20
 
     import bireal_larq.data as data
@@ -172,13 +174,14 @@ def test_verification_with_a_named_dataset_uses_the_data_contract(tmp_path, monk
     report = export.export_model(
         _single_classifier(),
         str(tmp_path / "m.tflite"),
-        verify_dataset="fake",
+        verify_dataset="cifar10",
         verify_samples=7,
         data_dir="/somewhere",
+        metadata={"eval_resize_ratio": 1.15},  # the run's (trick 18)
     )
-    assert calls == [("fake", "test", False, "/somewhere", (8, 8))]
+    assert calls == [("cifar10", "test", False, "/somewhere", (8, 8), 1.15)]
     assert report["verification"]["samples"] == 7
-    assert report["verification"]["source"] == "fake test split"
+    assert report["verification"]["source"] == "cifar10 test split"
 
 
 def test_int8_request_on_an_unquantized_model_is_reported(tmp_path):
@@ -283,6 +286,49 @@ def test_load_model_for_export_from_a_mixed_precision_run_dir(tmp_path):
     )
     with pytest.raises(ValueError, match="fixes input_shape"):
         export.load_model_for_export(checkpoint=str(tmp_path), num_classes=3)
+
+
+def test_a_stage_checkpoint_inside_a_run_dir_is_rebuilt_from_the_run(tmp_path):
+    from bireal_larq import data, runs
+
+    # A two-stage run whose first stage is the real-valued twin at another width.
+    twin = {"base_filters": 8, "input_quantizer": None, "kernel_quantizer": None}
+    stage_dir = tmp_path / "stages" / "01_twin"
+    stage_dir.mkdir(parents=True)
+    trained = create_model("birealnet18_small", input_shape=SHAPE, num_classes=CLASSES, **twin)
+    trained.save_weights(str(stage_dir / "stage.h5"))
+    os.replace(stage_dir / "stage.h5", stage_dir / "stage.weights.h5")
+    runs.write_run_config(str(tmp_path), {
+        "model": "birealnet18_small", "input_shape": list(SHAPE), "num_classes": CLASSES,
+        "dataset": "imagefolder", "model_overrides": {"base_filters": 8},
+        "stage_model_overrides": {"twin": twin, "binary": {"base_filters": 8}},
+        "stages": [{"name": "twin", "augment": {"eval_resize_ratio": 1.35}},
+                   {"name": "binary", "augment": None}],
+    })
+    data.save_class_names(str(tmp_path), [f"c{i}" for i in range(CLASSES)])
+    model, meta = export.load_model_for_export(checkpoint=str(stage_dir / "stage.weights.h5"))
+    np.testing.assert_allclose(
+        model.get_layer("stage1_block1_conv").kernel.numpy(),
+        trained.get_layer("stage1_block1_conv").kernel.numpy(),
+    )
+    assert meta["model_overrides"] == twin and meta["eval_resize_ratio"] == 1.35
+    assert meta["dataset"] == "imagefolder"
+    assert meta["class_names"] == [f"c{i}" for i in range(CLASSES)]
+    with pytest.raises(ValueError, match="fixes input_shape"):
+        export.load_model_for_export(checkpoint=str(stage_dir / "stage.weights.h5"),
+                                     input_shape=SHAPE)
+
+
+def test_an_unknown_verify_dataset_is_refused_before_converting(tmp_path, monkeypatch):
+    from bireal_larq.export import core
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted before checking the dataset name")
+
+    monkeypatch.setattr(core, "convert", no_conversion)
+    model = create_model("birealnet18_small", input_shape=SHAPE, num_classes=CLASSES)
+    with pytest.raises(ValueError, match="nosuch"):
+        export.export_model(model, str(tmp_path / "m.tflite"), verify_dataset="nosuch")
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -442,6 +442,32 @@ def test_validation_uses_the_stages_evaluation_resize_ratio(tmp_path):
     assert np.abs(images - evaluation(256 / 224)).max() > 0.1  # not the default ratio
 
 
+def test_evaluate_names_a_dataset_that_does_not_fit_the_run(tmp_path):
+    from absl import app
+
+    from bireal_larq import evaluate, runs
+    from bireal_larq.training.evaluation import evaluate_checkpoint
+
+    model = tiny()  # 16x16x1 input
+    model.save_weights(str(tmp_path / "final.h5"))
+    os.replace(tmp_path / "final.h5", tmp_path / runs.FINAL_WEIGHTS)
+    runs.write_run_config(str(tmp_path), {
+        "model": "birealnet18_small", "input_shape": list(SHAPE), "num_classes": 4,
+        "dataset": "fashion_mnist", "model_overrides": {"base_filters": 8},
+    })
+    # another dataset: 3-channel images for a 1-channel model
+    with pytest.raises(ValueError, match="gives 3-channel images but the model takes 1 "):
+        evaluate_checkpoint(str(tmp_path), "synthetic", batch_size=4)
+    argv = ["evaluate", f"--checkpoint={tmp_path}", "--dataset=nosuch"]
+    evaluate.FLAGS.unparse_flags()
+    evaluate.FLAGS(argv)
+    try:
+        with pytest.raises(app.UsageError, match="nosuch"):
+            evaluate.main(argv[:1])
+    finally:
+        evaluate.FLAGS.unparse_flags()
+
+
 # ----------------------------------------------------------------------------- a whole run
 def test_run_training_chains_stages_and_writes_the_run_directory(tmp_path):
     config = TrainConfig(

@@ -95,7 +95,12 @@ def main(argv: list[str]) -> int:
         if FLAGS.lce_benchmark_model:
             for n in range(1, FLAGS.max_threads + 1):
                 timing, parsed = benchmark.run_lce_benchmark_model(
-                    FLAGS.lce_benchmark_model, path, threads=n, model=name
+                    FLAGS.lce_benchmark_model,
+                    path,
+                    threads=n,
+                    model=name,
+                    # TFLite's benchmark tool: --num_runs is its minimum of timed runs
+                    extra_args=(f"--num_runs={FLAGS.runs}", f"--warmup_runs={FLAGS.warmup}"),
                 )
                 timings.append(timing)
                 device.append(parsed)

@@ -199,7 +199,8 @@ def dataset_info(name: str, data_dir: str | None = None, **source_kwargs: Any) -
         data_dir: the TFDS data dir (TFDS datasets) or the image folder root (``imagefolder``).
         **source_kwargs: ``synthetic`` takes ``image_shape`` (default (224, 224, 3)),
             ``num_classes`` (default 1000) and ``num_examples`` (default {"train": 1024,
-            "test": 256}, or one int for both).
+            "test": 256}, or one int for both); ``imagefolder`` takes ``class_names`` (then
+            ``data_dir`` is not read).
 
     Raises:
         ValueError: unknown name or invalid keyword.
@@ -232,8 +233,9 @@ def dataset_info(name: str, data_dir: str | None = None, **source_kwargs: Any) -
             num_examples=dict(counts),  # type: ignore[arg-type]
         )
     if name == "imagefolder":
-        root = data_dir
-        classes = imagefolder_classes(root)
+        # class_names (e.g. from a run's classes.json) describe the folder without reading it
+        names = source_kwargs.get("class_names")
+        classes = list(names) if names else imagefolder_classes(data_dir)
         return DatasetInfo(
             name,
             len(classes),

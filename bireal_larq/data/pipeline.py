@@ -85,8 +85,9 @@ def eval_preprocess(
         image: uint8 (H, W, C) or a batch (N, H, W, C) of same-sized images.
         info_or_name: a :class:`DatasetInfo` or a dataset name.
         image_size: model input (height, width) or one int; default the dataset's.
-        resize_ratio: photos: shorter side -> image_size * r before the centre crop
-            ([BR] 256/224; [T#18] 1.15 or 1.35). Default 256/224.
+        resize_ratio: photos are resized to cover image_size * r (for a square size: the
+            shorter side becomes image_size * r) before the centre crop ([BR] 256/224;
+            [T#18] 1.15 or 1.35). Default 256/224.
         data_dir, source_kwargs: passed to :func:`dataset_info` when given a name.
 
     Returns:
@@ -102,7 +103,8 @@ def eval_preprocess(
         ratio = AugmentConfig().eval_resize_ratio if resize_ratio is None else resize_ratio
         if ratio < 1:
             raise ValueError(f"resize_ratio={ratio} is invalid; valid: >= 1")
-        image = P.resize_shorter_side(image, eval_resize_size(min(height, width), ratio), True)
+        cover = (eval_resize_size(height, ratio), eval_resize_size(width, ratio))
+        image = P.resize_to_cover(image, cover, True)
         image = P.center_crop(image, (height, width))
     else:
         shape = tf.shape(image)
@@ -164,8 +166,9 @@ def train_geometry(
             )
         image = P.resize(image, (height, width), augment.antialias)
     elif augment.crop == "resize_random_crop":
-        shorter = eval_resize_size(min(height, width), augment.train_resize_ratio)
-        image = P.resize_shorter_side(image, shorter, augment.antialias)
+        ratio = augment.train_resize_ratio
+        cover = (eval_resize_size(height, ratio), eval_resize_size(width, ratio))
+        image = P.resize_to_cover(image, cover, augment.antialias)
         image = P.random_crop(image, s[0], (height, width))
     else:
         shape = tf.shape(image)

@@ -127,18 +127,27 @@ def resize(image: tf.Tensor, size: Sequence[int], antialias: bool = False) -> tf
     return out if image.shape.rank == 4 else out[0]
 
 
-def resize_shorter_side(image: tf.Tensor, shorter: int, antialias: bool = True) -> tf.Tensor:
-    """Resizes so that the shorter side is ``shorter`` pixels, keeping the aspect ratio.
+def resize_to_cover(image: tf.Tensor, size: Sequence[int], antialias: bool = True) -> tf.Tensor:
+    """Resizes, keeping the aspect ratio, to the smallest image that covers (height, width).
 
-    Like torchvision's ``Resize(int)``: the longer side is ``int(shorter * long / short)``.
+    The side that binds gets its target exactly, the other ``floor(side * target / binding
+    side)`` in integer arithmetic. For a square size ``s`` this is torchvision's ``Resize(s)``:
+    shorter side ``s``, longer ``int(s * long / short)``; for a non-square size no side comes
+    out shorter than the crop that follows.
     """
     shape = tf.shape(image)
-    h, w = shape[-3], shape[-2]
-    short = tf.minimum(h, w)
-    scale = tf.cast(shorter, tf.float64) / tf.cast(short, tf.float64)
-    new_h = tf.where(h == short, shorter, tf.cast(tf.cast(h, tf.float64) * scale, tf.int32))
-    new_w = tf.where(w == short, shorter, tf.cast(tf.cast(w, tf.float64) * scale, tf.int32))
-    return resize(image, tf.stack([new_h, new_w]), antialias=antialias)
+    h, w = tf.cast(shape[-3], tf.int64), tf.cast(shape[-2], tf.int64)
+    target_h, target_w = tf.constant(size[0], tf.int64), tf.constant(size[1], tf.int64)
+    height_binds = target_h * w >= target_w * h  # target_h / h >= target_w / w
+    new_h = tf.where(height_binds, target_h, h * target_w // w)
+    new_w = tf.where(height_binds, w * target_h // h, target_w)
+    return resize(image, tf.cast(tf.stack([new_h, new_w]), tf.int32), antialias=antialias)
+
+
+def resize_shorter_side(image: tf.Tensor, shorter: int, antialias: bool = True) -> tf.Tensor:
+    """Resizes so that the shorter side is ``shorter`` pixels, keeping the aspect ratio
+    (torchvision's ``Resize(int)``; :func:`resize_to_cover` of a square)."""
+    return resize_to_cover(image, (shorter, shorter), antialias)
 
 
 def center_crop(image: tf.Tensor, size: Sequence[int]) -> tf.Tensor:

@@ -87,7 +87,9 @@ def main(argv: list[str]) -> int:
             verify_dataset=FLAGS.verify_dataset,
             verify_samples=FLAGS.verify_samples,
             data_dir=FLAGS.data_dir,
-            metadata={**metadata, "dataset": FLAGS.verify_dataset or metadata.get("dataset")},
+            # The report's dataset is what the model was trained on (the inference API
+            # preprocesses and names classes by it); verification may use another.
+            metadata={**metadata, "dataset": metadata.get("dataset") or FLAGS.verify_dataset},
         )
     except (ExportError, ValueError, FileNotFoundError) as e:
         print(f"export failed: {e}", file=sys.stderr)

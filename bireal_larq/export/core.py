@@ -264,6 +264,10 @@ def export_model(
         raise ValueError(f"verify_samples={verify_samples!r} is invalid; valid: an integer >= 0")
     if verify_dataset is not None and verify_images is not None:
         raise ValueError("Pass verify_dataset or verify_images, not both")
+    if verify_dataset is not None:  # before the conversion, not after it
+        from bireal_larq.data.info import check_name
+
+        check_name(verify_dataset)
     if not 0.0 <= min_agreement <= 1.0:
         raise ValueError(f"min_agreement={min_agreement} is invalid; valid: 0 <= x <= 1")
     output = os.fspath(output)
@@ -386,6 +390,29 @@ def default_input_shape(name: str) -> tuple[int, int, int]:
     return default(get_entry(name).config)
 
 
+def _run_of(checkpoint: str | None) -> tuple[str, str, str | None] | None:
+    """(run directory, weights, stage) when ``checkpoint`` is a run directory or a weights
+    file inside one (a stage's or an epoch's), else None."""
+    from bireal_larq import runs
+
+    if checkpoint is None or not os.path.exists(checkpoint):
+        return None
+    try:
+        return runs.find_run(checkpoint)
+    except FileNotFoundError:
+        return None
+
+
+def _class_names(run_dir: str) -> list[str] | None:
+    """The run's class names (its ``classes.json``), so the inference API needs no data."""
+    from bireal_larq.data import load_class_names
+
+    try:
+        return list(load_class_names(run_dir))
+    except FileNotFoundError:  # runs of datasets without names (synthetic)
+        return None
+
+
 def load_model_for_export(
     *,
     checkpoint: str | None = None,
@@ -396,16 +423,18 @@ def load_model_for_export(
     """Builds the float32 model to export from a run directory, a weights file or a name.
 
     Args:
-        checkpoint: a run directory (``config.json`` + ``model.weights.h5``) or a weights file
-            (then ``model`` names the architecture). Mixed-precision runs are rebuilt in
-            float32.
+        checkpoint: a run directory (``config.json`` + ``model.weights.h5``), a weights file
+            inside one (a stage's or an epoch's: rebuilt with that stage's model), or any
+            other weights file (then ``model`` names the architecture). Mixed-precision runs
+            are rebuilt in float32.
         model: a registry name; alone, an untrained model (for latency work).
         input_shape: (H, W, C) for ``model``; default: the builder's default.
         num_classes: classifier width for ``model``; default 1000.
 
     Returns:
         ``(keras_model, metadata)``: metadata names the model, checkpoint and run dataset,
-        and the evaluation resize ratio of the run (None: the dataset's default).
+        the evaluation resize ratio of the run (None: the dataset's default) and its class
+        names.
 
     Raises:
         ValueError: neither or a wrong combination of arguments (naming what is valid).
@@ -419,23 +448,29 @@ def load_model_for_export(
             "Nothing to export: pass checkpoint (a run directory, or a weights file together "
             "with model) or model (a registry name, untrained)"
         )
-    if checkpoint is not None and os.path.isdir(checkpoint):
+    run = _run_of(checkpoint)
+    if run is not None:
+        run_dir, weights, stage = run
         if input_shape is not None or num_classes is not None:
             raise ValueError(
-                f"{checkpoint!r} is a run directory: its config.json fixes input_shape and "
-                "num_classes; do not pass them"
+                f"{checkpoint!r} belongs to the run directory {run_dir!r}: its config.json fixes "
+                "input_shape and num_classes; do not pass them"
             )
-        keras_model, config = runs.model_from_run(checkpoint)
+        keras_model, config = runs.model_from_run(run_dir, weights, stage=stage)
         if model is not None and model != config["model"]:
             raise ValueError(
                 f"model={model!r} disagrees with the run directory's model {config['model']!r}"
             )
+        overrides = config.get("model_overrides", {})
+        if stage is not None:
+            overrides = config.get("stage_model_overrides", {}).get(stage, overrides)
         return keras_model, {
             "model": config["model"],
             "checkpoint": os.path.abspath(checkpoint),
             "dataset": config.get("dataset"),
-            "eval_resize_ratio": runs.eval_resize_ratio(config),
-            "model_overrides": config.get("model_overrides", {}),
+            "eval_resize_ratio": runs.eval_resize_ratio(config, stage),
+            "class_names": _class_names(run_dir),
+            "model_overrides": overrides,
         }
     if (
         checkpoint is not None

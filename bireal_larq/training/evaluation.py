@@ -4,40 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any
 
 import tensorflow as tf
 
-from bireal_larq.models import create_model
-from bireal_larq.runs import FINAL_WEIGHTS, RUN_CONFIG, eval_resize_ratio, read_run_config
-from bireal_larq.training.callbacks import load_weights
-
-_STAGE_DIR = re.compile(r"^\d\d_(\w+)$")
-
-
-def find_run(checkpoint: str) -> tuple[str, str, str | None]:
-    """(run directory, weights file, stage name or None) of a run dir or a weights file in one.
-
-    Raises:
-        FileNotFoundError: no run directory (``config.json``) contains ``checkpoint``.
-    """
-    checkpoint = os.path.abspath(checkpoint)
-    if os.path.isdir(checkpoint):
-        return checkpoint, os.path.join(checkpoint, FINAL_WEIGHTS), None
-    if not os.path.exists(checkpoint):
-        raise FileNotFoundError(f"Checkpoint {checkpoint!r} does not exist")
-    directory, stage = os.path.dirname(checkpoint), None
-    while directory != os.path.dirname(directory):
-        match = _STAGE_DIR.match(os.path.basename(directory))
-        if match and stage is None:
-            stage = match.group(1)
-        if os.path.exists(os.path.join(directory, RUN_CONFIG)):
-            return directory, checkpoint, stage
-        directory = os.path.dirname(directory)
-    raise FileNotFoundError(
-        f"{checkpoint!r} is not inside a run directory ({RUN_CONFIG} not found above it)"
-    )
+from bireal_larq.runs import eval_resize_ratio, find_run, model_from_run
 
 
 def evaluate_checkpoint(
@@ -59,21 +30,15 @@ def evaluate_checkpoint(
 
     Returns:
         ``{"top1", "top5", "loss", "checkpoint", "dataset", "examples"}``.
+
+    Raises:
+        FileNotFoundError: no run directory holds ``checkpoint``, or its data is missing.
+        ValueError: an unknown dataset, or one whose images do not fit the model.
     """
     from bireal_larq.data import AugmentConfig, get_dataset
 
     run_dir, weights, stage = find_run(checkpoint)
-    config = read_run_config(run_dir)
-    overrides = config.get("model_overrides", {})
-    if stage is not None:
-        overrides = config.get("stage_model_overrides", {}).get(stage, overrides)
-    model = create_model(
-        config["model"],
-        input_shape=tuple(config["input_shape"]),
-        num_classes=int(config["num_classes"]),
-        **overrides,
-    )
-    load_weights(model, weights)
+    model, config = model_from_run(run_dir, weights, stage=stage)
     same = dataset is None or dataset == config.get("dataset")
     dataset = dataset or config["dataset"]
     kwargs = dict(config.get("dataset_kwargs") or {}) if same else {}
@@ -93,6 +58,13 @@ def evaluate_checkpoint(
         num_classes=int(config["num_classes"]),
         **kwargs,
     )
+    channels, expected = ds.element_spec[0].shape[-1], int(config["input_shape"][-1])
+    if channels is not None and channels != expected:
+        raise ValueError(
+            f"Dataset {dataset!r} gives {channels}-channel images but the model takes "
+            f"{expected} (input {tuple(config['input_shape'])}); valid: a dataset with "
+            f"{expected}-channel images, such as the run's {config.get('dataset')!r}"
+        )
     model.compile(
         loss=tf.keras.losses.CategoricalCrossentropy(),
         metrics=[
