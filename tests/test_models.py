@@ -201,6 +201,13 @@ def test_weights_of_another_depth_are_refused(tmp_path):
         create_model("birealnet34", weights=path)
     with pytest.raises(FileNotFoundError):
         create_model("birealnet18", weights=str(tmp_path / "missing.h5"))
+    # Same shapes, another function: matched by order they would load silently.
+    with pytest.raises(ValueError, match=r"differs in \{'pad_values': 1.0\}"):
+        create_model("birealnet18_lce", weights=path)
+    with pytest.raises(ValueError, match=r"differs in .*'padding_alignment': 'torch'"):
+        create_model("birealnet18_torch", weights=path)
+    # training-only fields do not change the function
+    create_model("birealnet18", weights=path, bn_momentum=0.9, weight_clip=None)
 
 
 def test_own_weights_round_trip_by_name(tmp_path):
@@ -228,6 +235,14 @@ def test_own_weights_round_trip_by_name(tmp_path):
         (dict(bn_momentum=1.5), r"bn_momentum"),
         (dict(stem="small", stem_order="conv_pool_bn"), r"stem_order"),
         (dict(depth=50, double_skip=False), r"double_skip"),
+        (dict(bn_momentum="0.9"), r"bn_momentum='0.9' is a str; valid: a finite number"),
+        (dict(weight_clip="1"), r"weight_clip='1' is a str; valid: a finite number or None"),
+        (dict(bn_epsilon=None), r"bn_epsilon=None is a NoneType; valid: a finite number"),
+        (dict(width_multiplier=float("inf")), r"width_multiplier=inf .*a finite number"),
+        (dict(groups=True), r"groups=True is a bool; valid: an integer"),
+        (dict(base_filters=True), r"base_filters=True is a bool; valid: an integer"),
+        (dict(se_reduction=2.0), r"se_reduction=2.0 is a float; valid: an integer"),
+        (dict(kernel_initializer="foo"), r"kernel_initializer='foo' is not a Keras initializer"),
     ],
 )
 def test_invalid_configuration_names_field(overrides, message):
@@ -459,3 +474,23 @@ def test_grouped_model_runs_in_graph_mode_inference_and_training():
     history = model.fit(x, tf.one_hot([0, 1, 2, 3], NUM_CLASSES), validation_data=(
         x, tf.one_hot([0, 1, 2, 3], NUM_CLASSES)), epochs=1, verbose=0)
     assert np.isfinite(history.history["val_loss"][0])
+
+
+def test_weight_clip_sets_the_gradient_window_and_spares_real_valued_weights():
+    model = small_model("birealnet18", weight_clip=2.0)
+    conv = model.get_layer("stage1_block1_conv")
+    # the constraint and the quantizer's straight-through window agree
+    assert conv.kernel_constraint.clip_value == 2.0
+    assert conv.kernel_quantizer.clip_value == 2.0
+    w = tf.constant([[[[1.5]]]])
+    with tf.GradientTape() as tape:
+        tape.watch(w)
+        y = conv.kernel_quantizer(w)
+    assert float(tape.gradient(y, w)[0, 0, 0, 0]) > 0  # 1 < |w| <= 2 still learns
+    assert small_model("birealnet18").get_layer(
+        "stage1_block1_conv").kernel_quantizer.clip_value == 1.0
+    # Stage 1 of the two-stage trick: real-valued weights, binary classifier layout: no clip
+    stage1 = small_model("birealnet18", kernel_quantizer=None, binary_last_layer=True)
+    assert stage1.get_layer("logits").kernel_constraint is None
+    assert small_model("birealnet18", binary_last_layer=True).get_layer(
+        "logits").kernel_constraint.clip_value == 1.0

@@ -121,7 +121,7 @@ class _Builder:
                 pad_values=c.pad_values,
                 groups=groups,
                 input_quantizer=quantizers.get(c.input_quantizer),
-                kernel_quantizer=quantizers.get(c.kernel_quantizer),
+                kernel_quantizer=quantizers.get(c.kernel_quantizer, c.weight_clip or 1.0),
                 kernel_constraint=constraint,
                 kernel_initializer=c.kernel_initializer,
                 use_bias=False,
@@ -332,9 +332,12 @@ class _Builder:
                 dense = lq.layers.QuantDense(
                     num_classes,
                     input_quantizer=quantizers.get(c.input_quantizer),
-                    kernel_quantizer=quantizers.get(c.kernel_quantizer),
+                    kernel_quantizer=quantizers.get(c.kernel_quantizer, c.weight_clip or 1.0),
+                    # as the binary convs: real-valued weights (stage 1) are not clipped
                     kernel_constraint=(
-                        lq.constraints.WeightClip(c.weight_clip) if c.weight_clip else None
+                        lq.constraints.WeightClip(c.weight_clip)
+                        if c.kernel_quantizer is not None and c.weight_clip
+                        else None
                     ),
                     dtype="float32",
                     name="logits",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,7 @@ class BiRealConfig:
     input_quantizer: str | None = "approx_sign"  # [BR] sign fwd, ApproxSign grad; None: real
     kernel_quantizer: str | None = "magnitude_aware_sign"  # [BR] mean|W|*sign(W); None: real
     weight_clip: float | None = 1.0  # [BR] gradient through clamp(W,-1,1) / [ZOO] weight_clip
+    # (also the weight quantizer's gradient window; None: no constraint, window [-1, 1])
     pad_values: float = 0.0  # [BR]/[ZOO] 0; [LCE] 1 avoids the border correction (not weight
     # compatible with 0)
     real_activation: str = "relu"  # [BR] Caffe pre-training: relu -> leaky_clip -> clip, used
@@ -136,6 +138,27 @@ class BiRealConfig:
             if value not in valid:
                 raise ValueError(f"BiRealConfig.{field}={value!r} is invalid; valid: {list(valid)}")
 
+        def number(field: str, integer: bool = False, optional: bool = False) -> None:
+            value = getattr(self, field)
+            kinds = (int,) if integer else (int, float)
+            if value is None and optional:
+                return
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, kinds)
+                or not math.isfinite(value)
+            ):
+                kind = "an integer" if integer else "a finite number"
+                raise ValueError(
+                    f"BiRealConfig.{field}={value!r} is a {type(value).__name__}; valid: {kind}"
+                    + (" or None" if optional else "")
+                )
+
+        for field in ("depth", "base_filters", "groups", "se_reduction"):
+            number(field, integer=True)
+        for field in ("width_multiplier", "bn_momentum", "bn_epsilon", "pad_values"):
+            number(field)
+        number("weight_clip", optional=True)
         choice("depth", sorted(DEPTHS))
         choice("stem", STEMS)
         choice("stem_order", STEM_ORDERS)
@@ -197,6 +220,15 @@ class BiRealConfig:
             raise ValueError(
                 f"BiRealConfig.weight_clip={self.weight_clip} is invalid; valid: None or > 0"
             )
+        import tensorflow as tf
+
+        try:
+            tf.keras.initializers.get(self.kernel_initializer)
+        except ValueError:
+            raise ValueError(
+                f"BiRealConfig.kernel_initializer={self.kernel_initializer!r} is not a Keras "
+                "initializer; valid: a Keras name such as 'glorot_normal' or 'he_normal'"
+            ) from None
         if self.stem_order == "conv_pool_bn" and self.stem != "imagenet":
             raise ValueError(
                 "BiRealConfig.stem_order='conv_pool_bn' reorders the stem's max-pool, but "

@@ -73,7 +73,13 @@ def ste_sign(x: tf.Tensor, clip_value: float | None = 1.0) -> tf.Tensor:
 
 
 def magnitude_aware_sign(w: tf.Tensor, clip_value: float | None = 1.0) -> tf.Tensor:
-    """mean(|W|) per output channel times sign(W); straight-through gradient (no scale grad)."""
+    """mean(|W|) per output channel times sign(W); straight-through gradient (no scale grad).
+
+    The gradient is larq's: ``dy * mean(|W|)`` inside the clip window. The authors' PyTorch
+    ``HardBinaryConv`` passes ``dy`` through ``clamp(W, -1, 1)`` without the scale. Adam
+    (the catalogue and PyTorch recipes) is nearly blind to that per-channel constant; an SGD
+    recipe takes steps smaller by mean(|W|).
+    """
     w = tf.convert_to_tensor(w)
     # The scale as larq computes it (a small reduction; TF's summation order kept).
     scale = tf.stop_gradient(tf.reduce_mean(tf.abs(w), axis=list(range(len(w.shape) - 1))))
@@ -122,10 +128,16 @@ _BY_NAME = {
 }
 
 
-def get(name: str | None):
-    """The quantizer for a config name: a fused one where there is one, else larq's name."""
+def get(name: str | None, clip_value: float = 1.0):
+    """The quantizer for a config name: a fused one where there is one, else larq's name.
+
+    ``clip_value``: where the weight quantizers' straight-through gradient stops (|w| >
+    clip_value gets none); the builder passes the config's ``weight_clip``, so clipped
+    weights and their gradient window agree.
+    """
     if name in _BY_NAME:
-        return _BY_NAME[name]()
+        cls = _BY_NAME[name]
+        return cls(clip_value=clip_value) if cls in (SteSign, MagnitudeAwareSign) else cls()
     return name
 
 

@@ -26,13 +26,43 @@ def _h5_layer_names(path: str) -> list[str]:
         ]
 
 
+# Fields that only shape training (initialisation, BatchNorm's moving-average rate, the
+# weight clip): a file trained under other values still computes the same function.
+_TRAINING_ONLY = ("kernel_initializer", "bn_momentum", "weight_clip")
+
+
+def _check_zoo_architecture(model: tf.keras.Model, path: str) -> None:
+    """A file matched by layer order (larq-zoo's BiRealNet) fits only the zoo's architecture:
+    variants with the same weight shapes (padding with 1, PyTorch's padding or BatchNorm
+    epsilon, another shortcut order...) would load and silently compute another function."""
+    from bireal_larq.models.registry import get_model_config
+
+    config = getattr(model, "bireal_config", None)
+    if config is None:
+        return
+    zoo = get_model_config("birealnet18")
+    differ = {
+        f: getattr(config, f)
+        for f in config.to_dict()
+        if f not in _TRAINING_ONLY and getattr(config, f) != getattr(zoo, f)
+    }
+    if differ:
+        raise ValueError(
+            f"{path} has no layer names of this package, so it would be matched by layer order, "
+            "as larq-zoo's BiRealNet files are; those fit only the zoo's architecture "
+            f"(birealnet18), and model {model.name!r} differs in {differ}: the weights would "
+            "load but compute another function; valid: create_model('birealnet18', ...), or "
+            "convert other checkpoints with bireal_larq.convert_weights"
+        )
+
+
 def load_weights(model: tf.keras.Model, path: str) -> None:
     """Loads ``path`` into ``model``, refusing anything that does not fit exactly.
 
     ``.h5`` files saved from this package are matched by layer name; other ``.h5`` files (the
     larq-zoo BiRealNet files, whose layers carry Keras' default names) are matched by the order
-    of their weight-carrying layers, which is the zoo's construction order. Any other path is
-    read as a TF checkpoint.
+    of their weight-carrying layers, which is the zoo's construction order, and only into
+    the zoo's architecture. Any other path is read as a TF checkpoint.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -65,6 +95,7 @@ def load_weights(model: tf.keras.Model, path: str) -> None:
             f"{len(model_names)} layers with weights (missing e.g. {missing}; unexpected e.g. "
             f"{unexpected}). Check the model name, include_top and num_classes."
         )
+    _check_zoo_architecture(model, path)
     try:
         with h5py.File(path, "r") as f:
             hdf5_format.load_weights_from_hdf5_group(
