@@ -46,6 +46,46 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert np.isfinite(summary["loss"])
 
 
+RESUME = """
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+from bireal_larq.training import StageConfig, TrainConfig, get_strategy
+from bireal_larq.training.data import stage_data
+
+strategy = get_strategy("mirrored")
+config = TrainConfig(
+    model="birealnet18_small", dataset="synthetic", batch_size=8, seed=3,
+    dataset_kwargs={"image_shape": (8, 8, 3), "num_examples": {"train": 256, "test": 16}},
+    stages=(StageConfig("s", 1),),
+)
+
+def labels(skip, steps):
+    data = stage_data(config, config.stages[0], strategy, skip_batches=skip)
+    batches = iter(data.train)
+    out = []
+    for _ in range(steps):
+        _, y = next(batches)
+        local = strategy.experimental_local_results(y)
+        out.append(np.concatenate([t.numpy() for t in local]).argmax(-1).tolist())
+    return out
+
+full, resumed = labels(0, 5), labels(3, 2)
+print("RESUMED", resumed == full[3:], full, resumed)
+"""
+
+
+def test_a_resumed_mirrored_run_continues_with_the_next_global_batch(tmp_path):
+    result = run_python(RESUME)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # skipping 3 steps skips 3 batches of each of the 2 replicas, not 3 per-replica batches
+    assert "RESUMED True" in result.stdout, result.stdout[-2000:]
+
+
 def _free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:

@@ -133,7 +133,10 @@ def stage_data(
         # A fixed seed gives a fixed sequence of epoch orders; skipping the consumed
         # batches puts a resumed run exactly where the interrupted one stopped.
         ds = ds.repeat()
-        return ds.skip(skip_batches) if skip_batches else ds
+        # skip_batches counts steps; this pipeline yields per-replica batches and every step
+        # takes one for each replica it feeds (MirroredStrategy: all replicas of the worker).
+        per_step = context.num_replicas_in_sync // context.num_input_pipelines if context else 1
+        return ds.skip(skip_batches * per_step) if skip_batches else ds
 
     def val_fn(context=None):
         # The stage's recipe also fixes the evaluation resize ratio (trick 18).
