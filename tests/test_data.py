@@ -136,6 +136,26 @@ def test_imagefolder_info_and_classes_json_round_trip(folder, tmp_path):
         D.dataset_info("imagefolder", data_dir=str(tmp_path))
 
 
+def test_imagefolder_skips_hidden_folders_and_says_what_it_ignores(tmp_path, caplog):
+    from data_helpers import jpeg_bytes, make_image_folder, rgb_array
+
+    root = make_image_folder(str(tmp_path / "f"), classes=("cat", "dog"), per_class=2)
+    # A notebook's checkpoint folder is no class: indices stay cat 0, dog 1.
+    os.makedirs(os.path.join(root, "train", ".ipynb_checkpoints"))
+    write(os.path.join(root, "train", "dog", "notes.txt"), b"not an image")
+    write(os.path.join(root, "train", "dog", ".DS_Store"), b"x")
+    assert D.info.imagefolder_classes(root) == ["cat", "dog"]
+    with caplog.at_level("WARNING"):
+        paths, labels = D.info.imagefolder_files(root, "train", ["cat", "dog"])
+    assert labels == [0, 0, 1, 1] and len(paths) == 4
+    assert "ignored 1 file(s)" in caplog.text and "notes.txt" in caplog.text
+    # A class folder without images is an error, not a class that never appears.
+    os.makedirs(os.path.join(root, "train", "emu"))
+    write(os.path.join(root, "val", "emu", "e.JPEG"), jpeg_bytes(rgb_array(8, 8)))
+    with pytest.raises(ValueError, match=r"train/emu holds no images .*a class the model"):
+        D.info.imagefolder_files(root, "train", D.info.imagefolder_classes(root))
+
+
 # ------------------------------------------------------------------------------------------
 # Ops: eagerly and inside Dataset.map, same result
 

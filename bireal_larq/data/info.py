@@ -7,6 +7,7 @@ preprocessing, normalisation statistics, split names and class names. It never l
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "fashion_mnist")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+log = logging.getLogger(__name__)
 CLASSES_FILE = "classes.json"
 
 
@@ -143,6 +145,12 @@ def imagefolder_split_dir(root: str, split: str) -> str:
     return os.path.join(root, {"train": "train", "test": "val"}[split])
 
 
+def _class_dirs(split_dir: str) -> list[str]:
+    """Sub-folders of a split, sorted; hidden ones (``.ipynb_checkpoints``, ``.git``) are not
+    classes: they would shift every class index."""
+    return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and e.name[0] != ".")
+
+
 def imagefolder_classes(root: str | None) -> list[str]:
     """Class folder names of ``root/train`` (else ``root/val``), sorted: index = position."""
     if not root:
@@ -153,7 +161,7 @@ def imagefolder_classes(root: str | None) -> list[str]:
     for split in ("train", "test"):
         split_dir = imagefolder_split_dir(root, split)
         if os.path.isdir(split_dir):
-            classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+            classes = _class_dirs(split_dir)
             if not classes:
                 raise ValueError(f"{split_dir} holds no class sub-folders")
             return classes
@@ -171,20 +179,37 @@ def imagefolder_files(root: str, split: str, classes: list[str]) -> tuple[list[s
             f"Image folder split {split!r} is missing: expected the directory {split_dir}"
         )
     index = {c: i for i, c in enumerate(classes)}
-    paths, labels = [], []
-    for class_dir in sorted(e.name for e in os.scandir(split_dir) if e.is_dir()):
+    paths, labels, ignored = [], [], []
+    for class_dir in _class_dirs(split_dir):
         if class_dir not in index:
             raise ValueError(
                 f"{os.path.join(split_dir, class_dir)} is a class missing from the class list "
                 f"({len(classes)} classes, taken from train/); valid: the same class folders "
                 "in train/ and val/"
             )
+        found = 0
         for entry in sorted(os.scandir(os.path.join(split_dir, class_dir)), key=lambda e: e.name):
-            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
+            if not entry.is_file() or entry.name[0] == ".":
+                continue
+            if entry.name.lower().endswith(IMAGE_EXTENSIONS):
                 paths.append(entry.path)
                 labels.append(index[class_dir])
+                found += 1
+            else:
+                ignored.append(entry.path)
+        if not found and split == "train":
+            raise ValueError(
+                f"Class folder {os.path.join(split_dir, class_dir)} holds no images "
+                f"({'/'.join(IMAGE_EXTENSIONS)}): a class the model could never learn; valid: "
+                "images in every class folder of train/, or remove the folder"
+            )
     if not paths:
         raise ValueError(f"{split_dir} holds no images ({'/'.join(IMAGE_EXTENSIONS)})")
+    if ignored:  # not silent: say what was left out and why
+        log.warning(
+            "%s: ignored %d file(s) that are not %s images, e.g. %s",
+            split_dir, len(ignored), "/".join(IMAGE_EXTENSIONS), ignored[:3],
+        )
     return paths, labels
 
 
