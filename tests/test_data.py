@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -431,6 +432,15 @@ def test_get_dataset_rejects_bad_arguments(folder):
         )
     with pytest.raises(ValueError, match=r"augment=.* is invalid"):
         D.get_dataset("synthetic", "train", batch_size=2, training=True, augment="cifar")
+    for kwargs, message in [
+        (dict(seed="a"), r"seed='a' is invalid; valid: None or an int"),
+        (dict(image_size=(32, 32, 3)), r"image_size=\(32, 32, 3\) is invalid; valid: one int"),
+        (dict(shuffle_buffer=-3), r"shuffle_buffer=-3 is invalid; valid: an int >= 1"),
+        (dict(num_examples={"train": 64}), r"num_examples=\{'train': 64\} is invalid"),
+        (dict(num_examples=-4), r"num_examples=-4 is invalid"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            D.get_dataset("synthetic", "train", batch_size=2, training=True, **kwargs)
 
 
 def test_synthetic_train_and_eval_batches():
@@ -844,6 +854,16 @@ def test_fashion_mnist_missing_files_error_says_how_to_install(tmp_path, monkeyp
         D.prepare("fashion_mnist", data_dir=str(tmp_path / "tfds"))
     with pytest.raises(FileNotFoundError, match=r"lacks train-images-idx3-ubyte.gz"):
         D.prepare("fashion_mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path))
+
+
+def test_cifar_without_its_archive_is_an_error_not_a_download(tmp_path):
+    # Offline, TFDS's download would hang; the archive's place is named instead.
+    manual = os.path.join(str(tmp_path / "tfds"), "downloads", "manual", "cifar-10-binary.tar.gz")
+    with pytest.raises(FileNotFoundError, match=re.escape(manual) + r" is missing"):
+        D.get_dataset("cifar10", "train", batch_size=8, training=True,
+                      data_dir=str(tmp_path / "tfds"))
+    with pytest.raises(FileNotFoundError, match=r"cifar-100-binary.tar.gz is missing"):
+        D.prepare("cifar100", data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path))
 
 
 # ------------------------------------------------------------------------------------------

@@ -245,6 +245,16 @@ def dataset_info(name: str, data_dir: str | None = None, **source_kwargs: Any) -
         counts = source_kwargs.get("num_examples") or {"train": 1024, "test": 256}
         if isinstance(counts, int):
             counts = {"train": counts, "test": counts}
+        if (
+            not isinstance(counts, dict)
+            or set(counts) != {"train", "test"}
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                       for v in counts.values())
+        ):
+            raise ValueError(
+                f"num_examples={source_kwargs.get('num_examples')!r} is invalid; valid: an int "
+                "or {'train': n, 'test': m} with n, m >= 1"
+            )
         if shape[-1] == 3:
             mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
         else:

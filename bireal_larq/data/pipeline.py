@@ -286,8 +286,25 @@ def _fused_tail(info: DatasetInfo, augment: AugmentConfig, normalise: bool):
     return tail
 
 
-def _validate_args(name, split, batch_size, augment, max_skip_fraction) -> None:
+def _validate_args(name, split, batch_size, augment, max_skip_fraction, seed=None,
+                   image_size=None, shuffle_buffer=None) -> None:
     check_name(name)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed={seed!r} is invalid; valid: None or an int")
+    if image_size is not None:
+        sizes = (image_size,) if isinstance(image_size, int) else tuple(image_size)
+        if len(sizes) not in (1, 2) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes
+        ):
+            raise ValueError(
+                f"image_size={image_size!r} is invalid; valid: one int or (height, width) of "
+                "positive ints (the channels come from the dataset)"
+            )
+    if shuffle_buffer is not None and (
+        isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, int)
+        or shuffle_buffer < 1
+    ):
+        raise ValueError(f"shuffle_buffer={shuffle_buffer!r} is invalid; valid: an int >= 1")
     if split not in ("train", "test"):
         raise ValueError(
             f"split={split!r} is invalid; valid: 'train' or 'test' ('test' is the evaluation "
@@ -355,8 +372,10 @@ def get_dataset(
         ValueError: invalid arguments (the message names the valid values).
         FileNotFoundError: missing data (the message says which files go where).
     """
-    _validate_args(name, split, batch_size, augment, max_skip_fraction)
     shuffle_buffer = source_kwargs.pop("shuffle_buffer", None)
+    _validate_args(
+        name, split, batch_size, augment, max_skip_fraction, seed, image_size, shuffle_buffer
+    )
     if name == "synthetic":
         source_kwargs.setdefault("num_classes", num_classes)
         if image_size is not None and "image_shape" not in source_kwargs:

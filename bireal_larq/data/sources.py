@@ -77,6 +77,9 @@ def _file_lock(path: str):
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+CIFAR_ARCHIVES = {"cifar10": "cifar-10-binary.tar.gz", "cifar100": "cifar-100-binary.tar.gz"}
+
+
 def _manual_dir(name: str, manual_dir: str | None, root: str) -> str | None:
     """The checked manual dir of a dataset, or an error saying exactly which files go where."""
     if name == "imagenet2012":
@@ -111,7 +114,18 @@ def _manual_dir(name: str, manual_dir: str | None, root: str) -> str | None:
                 f"{', '.join(missing)} (needed: {', '.join(FASHION_MNIST_FILES)}).{hint}"
             )
         return manual_dir
-    return manual_dir  # cifar: None lets TFDS download (needs the internet)
+    # CIFAR: TFDS takes the archive from the manual dir when it is there; without it TFDS
+    # would try to download and, offline, hang with no error.
+    manual_dir = manual_dir or os.path.join(root, "downloads", "manual")
+    archive = CIFAR_ARCHIVES[name]
+    if not os.path.isfile(os.path.join(manual_dir, archive)):
+        raise FileNotFoundError(
+            f"{name} is not prepared in {root} and {os.path.join(manual_dir, archive)} is "
+            f"missing. Download it once (https://www.cs.toronto.edu/~kriz/{archive}) into "
+            f"{manual_dir} (or pass --manual_dir=DIR holding it); nothing is downloaded at run "
+            "time"
+        )
+    return manual_dir
 
 
 def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = None):
@@ -126,7 +140,8 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
         manual_dir: the directory holding the downloaded files. ImageNet: default
             DATA_DIR/downloads/manual, holding ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar;
             Fashion-MNIST: default /usr/share/datasets/fashion-mnist (Debian's
-            dataset-fashion-mnist).
+            dataset-fashion-mnist); CIFAR: default DATA_DIR/downloads/manual, holding
+            cifar-10-binary.tar.gz or cifar-100-binary.tar.gz.
 
     Returns:
         The prepared ``tfds.core.DatasetBuilder``.
@@ -147,8 +162,8 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
         if is_prepared(builder):
             return builder
         manual = _manual_dir(name, manual_dir, root)
-        log.info("Preparing %s in %s from %s", name, root, manual or "the internet")
-        config = tfds.download.DownloadConfig(manual_dir=manual) if manual else None
+        log.info("Preparing %s in %s from %s", name, root, manual)
+        config = tfds.download.DownloadConfig(manual_dir=manual)
         builder.download_and_prepare(download_config=config)
     return builder
 
