@@ -69,6 +69,20 @@ def _kwargs(config: TrainConfig) -> dict[str, Any]:
     return kwargs
 
 
+def _train_split(config: TrainConfig, stage: StageConfig, get_dataset: DatasetFn, context=None):
+    """(dataset, examples) of the training split with ``stage``'s augmentation."""
+    return get_dataset(
+        config.dataset,
+        "train",
+        batch_size=config.batch_size,
+        training=True,
+        seed=config.seed,
+        augment=stage.augment,
+        input_context=context,
+        **_kwargs(config),
+    )
+
+
 def train_examples(
     config: TrainConfig, stage: StageConfig, dataset_fn: DatasetFn | None = None
 ) -> int:
@@ -80,16 +94,7 @@ def train_examples(
             images), or ``batch_size`` exceeds the training examples.
         FileNotFoundError: the dataset's files are missing (the message says where they go).
     """
-    get_dataset = dataset_fn or default_dataset_fn()
-    _, examples = get_dataset(
-        config.dataset,
-        "train",
-        batch_size=config.batch_size,
-        training=True,
-        seed=config.seed,
-        augment=stage.augment,
-        **_kwargs(config),
-    )
+    _, examples = _train_split(config, stage, dataset_fn or default_dataset_fn())
     if examples // config.batch_size < 1:
         raise ValueError(
             f"batch_size={config.batch_size} is larger than the {examples} training "
@@ -120,16 +125,7 @@ def stage_data(
     eval_batch = config.eval_batch_size or config.batch_size
 
     def train_fn(context=None):
-        ds, _ = get_dataset(
-            config.dataset,
-            "train",
-            batch_size=config.batch_size,
-            training=True,
-            seed=config.seed,
-            augment=stage.augment,
-            input_context=context,
-            **kwargs,
-        )
+        ds, _ = _train_split(config, stage, get_dataset, context)
         # A fixed seed gives a fixed sequence of epoch orders; skipping the consumed
         # batches puts a resumed run exactly where the interrupted one stopped.
         ds = ds.repeat()
