@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -106,6 +107,10 @@ def test_with_epochs_rescales_boundaries_and_warmup():
             "must lie inside the stage",
         ),
         (
+            lambda: ScheduleConfig("linear", warmup_epochs=2, per_epoch=True),
+            r"trains the first epoch at rate 0; valid: warmup_factor > 0",
+        ),
+        (
             lambda: ScheduleConfig("linear", boundaries=(5,)),
             r"would be ignored by kind='linear'; valid: boundaries only with kind='steps'",
         ),
@@ -162,6 +167,21 @@ def test_weight_decay_applies_to_kernels_only():
     names = [v.name for v in decayed_variables(tiny())]
     assert names and all("kernel" in n for n in names)
     assert not any("bn" in n.split("/")[0] and "kernel" not in n for n in names)
+
+
+def test_bop_keeps_weight_decay_off_the_binary_kernels_it_flips():
+    student = tiny()
+    stage = StageConfig("bop", 50, optimizer=OptimizerConfig("bop"), weight_decay=1e-5,
+                        loss=LossConfig(ce_weight=1e-12))  # next to no signal from the loss
+    trainer = compile_for_recipe(student, stage, batch_size=8, steps_per_epoch=4)
+    names = {v.name for v in decayed_variables(student, trainer.optimizer)}
+    assert "stem_conv/kernel:0" in names and "logits/kernel:0" in names  # Adam's, decayed
+    binary = [v for v in student.trainable_variables if lq.optimizers.Bop.is_binary_variable(v)]
+    assert len(binary) == 16 and not names & {v.name for v in binary}
+    signs = [np.sign(v.numpy()) for v in binary]
+    trainer.fit(tiny_data().repeat(), epochs=50, steps_per_epoch=4, verbose=0)
+    flips = sum(int((np.sign(v.numpy()) != s).sum()) for v, s in zip(binary, signs))
+    assert flips == 0  # the decay term alone used to flip 12,194 signs in these 200 steps
 
 
 def test_every_loss_term_trains_the_student_in_plain_fit():

@@ -107,6 +107,14 @@ class ScheduleConfig:
             raise ValueError(
                 f"{owner}.boundaries={self.boundaries} is invalid; valid: increasing epochs > 0"
             )
+        if self.per_epoch and self.warmup == "linear" and self.warmup_epochs > 0 and (
+            self.warmup_factor == 0
+        ):
+            raise ValueError(
+                f"{owner}: per_epoch=True holds the rate for a whole epoch, so a linear warm-up "
+                "from warmup_factor=0 trains the first epoch at rate 0; valid: warmup_factor > 0, "
+                "warmup='constant', or per_epoch=False"
+            )
         if self.kind != "steps" and self.boundaries:
             raise ValueError(
                 f"{owner}.boundaries={self.boundaries} would be ignored by kind={self.kind!r}; "
@@ -204,7 +212,9 @@ class StageConfig:
     epochs: int
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    weight_decay: float = 0.0  # [T#6] on conv/dense kernels only (not BN, not biases)
+    # [T#6] coupled L2 on conv/dense kernels only (not BN, not biases; not Bop's binary
+    # kernels). The catalogue's code decays every parameter (Adam(model.parameters(), ...)).
+    weight_decay: float = 0.0
     loss: LossConfig = field(default_factory=LossConfig)
     model_overrides: dict[str, Any] = field(default_factory=dict)
     real_valued: bool = False

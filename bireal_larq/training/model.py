@@ -161,18 +161,19 @@ class RecipeModel(tf.keras.Model):
         gradients = tape.gradient(objective, variables)
         if scaled:
             gradients = optimizer.get_unscaled_gradients(gradients)
-        if self.gradient_centralization:
-            gradients = [centralize(g, v) for g, v in zip(gradients, variables)]
         if self.weight_decay:
             # Coupled L2 as PyTorch's ``weight_decay``; summed over replicas after this.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            decay = {id(v) for v in decayed_variables(self.student)}
+            decay = {id(v) for v in decayed_variables(self.student, optimizer)}
             gradients = [
                 g + (self.weight_decay / replicas) * tf.cast(v, g.dtype)
                 if id(v) in decay and g is not None
                 else g
                 for g, v in zip(gradients, variables)
             ]
+        if self.gradient_centralization:
+            # after the decay term, as the trick's SGD_GC does (the decay is centralized too)
+            gradients = [centralize(g, v) for g, v in zip(gradients, variables)]
         optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
         if self._use_center:
             embedding = tf.cast(outputs[-1], tf.float32)

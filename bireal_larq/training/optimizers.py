@@ -48,9 +48,21 @@ def build_optimizer(
     )
 
 
-def decayed_variables(model: tf.keras.Model) -> list[tf.Variable]:
-    """The variables weight decay applies to: conv and dense kernels, not BN, not biases."""
-    return [v for v in model.trainable_variables if v.name.split("/")[-1].startswith("kernel")]
+def decayed_variables(model: tf.keras.Model, optimizer=None) -> list[tf.Variable]:
+    """The variables weight decay applies to: conv and dense kernels, not BN, not biases.
+
+    With Bop (a ``CaseOptimizer``) the binary kernels it trains are left out: Bop flips a
+    weight when its gradient momentum passes a tiny threshold, and a decay term ``wd * w``
+    alone passes it, flipping weights every few steps with no signal from the loss.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+    bop = isinstance(inner, lq.optimizers.CaseOptimizer)
+    return [
+        v
+        for v in model.trainable_variables
+        if v.name.split("/")[-1].startswith("kernel")
+        and not (bop and lq.optimizers.Bop.is_binary_variable(v))
+    ]
 
 
 def centralize(gradient: tf.Tensor, variable: tf.Variable) -> tf.Tensor:
