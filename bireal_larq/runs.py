@@ -80,6 +80,14 @@ def find_run(checkpoint: str) -> tuple[str, str, str | None]:
     )
 
 
+def model_overrides(config: dict[str, Any], stage: str | None = None) -> dict[str, Any]:
+    """The BiRealConfig overrides of the run's final model, or of ``stage``'s model."""
+    overrides = config.get("model_overrides", {})
+    if stage is not None:
+        overrides = config.get("stage_model_overrides", {}).get(stage, overrides)
+    return overrides
+
+
 def model_from_run(
     run_dir: str,
     weights: str | None = None,
@@ -106,9 +114,7 @@ def model_from_run(
             f"No final weights in {run_dir!r} ({FINAL_WEIGHTS} missing): the run has not "
             "finished; pass a checkpoint with --weights or finish training"
         )
-    overrides = config.get("model_overrides", {})
-    if stage is not None:
-        overrides = config.get("stage_model_overrides", {}).get(stage, overrides)
+    overrides = model_overrides(config, stage)
     previous = tf.keras.mixed_precision.global_policy()
     tf.keras.mixed_precision.set_global_policy(dtype_policy)
     try:

@@ -171,7 +171,7 @@ def _float01(h=32, w=32):
 
 OPS = {
     "random_resized_crop": lambda im, s: P.resize(P.random_resized_crop(im, s), (24, 24)),
-    "resize_random_crop": lambda im, s: P.random_crop(P.resize_shorter_side(im, 36), s, (24, 24)),
+    "resize_random_crop": lambda im, s: P.random_crop(P.resize_to_cover(im, (36, 36)), s, (24, 24)),
     "pad_random_crop": lambda im, s: P.pad_random_crop(im, s, 4),
     "flip": P.random_flip,
     "rotation": lambda im, s: P.random_rotation(tf.cast(im, tf.float32), s, 15.0),
@@ -352,12 +352,15 @@ def test_eval_preprocess_imagenet_resize_and_centre_crop():
 def test_resizes_round_like_torchvision_and_cover_non_square_crops():
     # torchvision's Resize(256) of a 206x309 image: int(256 * 309 / 206) = 384 exactly (a
     # float scale factor gives 383.99... -> 383).
-    assert P.resize_shorter_side(tf.zeros([206, 309, 3], tf.uint8), 256).shape == (256, 384, 3)
-    assert P.resize_shorter_side(tf.zeros([309, 206, 3], tf.uint8), 256).shape == (384, 256, 3)
-    for shape in ([375, 500, 3], [500, 375, 3], [300, 300, 3]):
-        image = tf.zeros(shape, tf.uint8)
-        covered = P.resize_to_cover(image, (256, 256)).shape
-        assert covered == P.resize_shorter_side(image, 256).shape and min(covered[:2]) == 256
+    # A square target is torchvision's Resize(256): shorter side 256, longer int(256*long/short).
+    for shape, expected in [
+        ([206, 309, 3], (256, 384, 3)),
+        ([309, 206, 3], (384, 256, 3)),
+        ([375, 500, 3], (256, 341, 3)),
+        ([500, 375, 3], (341, 256, 3)),
+        ([300, 300, 3], (256, 256, 3)),
+    ]:
+        assert P.resize_to_cover(tf.zeros(shape, tf.uint8), (256, 256)).shape == expected
     # A non-square model input: portrait and landscape photos both come out the right size
     # (scaling only the shorter side left a portrait photo narrower than the crop).
     assert P.resize_to_cover(tf.zeros([400, 300, 3], tf.uint8), (256, 365)).shape == (486, 365, 3)

@@ -144,12 +144,6 @@ def resize_to_cover(image: tf.Tensor, size: Sequence[int], antialias: bool = Tru
     return resize(image, tf.cast(tf.stack([new_h, new_w]), tf.int32), antialias=antialias)
 
 
-def resize_shorter_side(image: tf.Tensor, shorter: int, antialias: bool = True) -> tf.Tensor:
-    """Resizes so that the shorter side is ``shorter`` pixels, keeping the aspect ratio
-    (torchvision's ``Resize(int)``; :func:`resize_to_cover` of a square)."""
-    return resize_to_cover(image, (shorter, shorter), antialias)
-
-
 def center_crop(image: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
     """The central (height, width) window (rounded like torchvision's CenterCrop)."""
     shape = tf.shape(image)

@@ -461,16 +461,13 @@ def load_model_for_export(
             raise ValueError(
                 f"model={model!r} disagrees with the run directory's model {config['model']!r}"
             )
-        overrides = config.get("model_overrides", {})
-        if stage is not None:
-            overrides = config.get("stage_model_overrides", {}).get(stage, overrides)
         return keras_model, {
             "model": config["model"],
             "checkpoint": os.path.abspath(checkpoint),
             "dataset": config.get("dataset"),
             "eval_resize_ratio": runs.eval_resize_ratio(config, stage),
             "class_names": _class_names(run_dir),
-            "model_overrides": overrides,
+            "model_overrides": runs.model_overrides(config, stage),
         }
     if (
         checkpoint is not None
