@@ -116,9 +116,14 @@ def test_fashion_mnist_suite_lists_every_trick(tmp_path):
                   "rsign_rprelu", "best_combination", "best_combination_long",
                   "real_valued_twin_long"):
         assert trick in names
-    # One budget for every row but the two long ones.
+    # One budget for every row but the long and longest pairs (a combination and its twin).
     long = {e.name for e in entries if e.config.total_epochs == suite.LONG_EPOCHS}
     assert long == {"best_combination_long", "real_valued_twin_long"}
+    longest = {e.name: e for e in entries if e.config.total_epochs == suite.MAX_EPOCHS}
+    assert sorted(longest) == ["best_combination_16ep", "real_valued_twin_16ep"]
+    assert longest["best_combination_16ep"].needs == (suite.TEACHER_RUN,)
+    assert not longest["real_valued_twin_16ep"].binary
+    long |= set(longest)
     assert {e.config.total_epochs for e in entries if e.name not in long} == {
         suite.BUDGET_EPOCHS
     }
@@ -133,7 +138,7 @@ def test_best_combination_merges_every_change_of_its_tricks(tmp_path):
     by_name = {e.name: e for e in suite.entries(str(tmp_path))}
     combined = suite._combine(
         by_name, ("prelu", "kd_kl", "one_stage_warmup", "mixup", "grad_centralization"),
-        epochs=3 * suite.BUDGET_EPOCHS,
+        epochs=suite.LONG_EPOCHS,
     )
     assert combined.name == "best_combination_long"
     assert combined.needs == (suite.TEACHER_RUN,)
@@ -141,13 +146,17 @@ def test_best_combination_merges_every_change_of_its_tricks(tmp_path):
     assert overrides["activation"] == "prelu"
     assert overrides["base_filters"] == 16  # the base is kept
     (stage,) = combined.config.stages
-    assert stage.epochs == 3 * suite.BUDGET_EPOCHS
+    assert stage.epochs == suite.LONG_EPOCHS
     assert stage.loss.kd_weight == 1.0 and stage.loss.teacher is not None
     assert stage.augment.mixup_alpha == 0.2
     assert stage.optimizer.gradient_centralization
     assert stage.optimizer.learning_rate == 8e-3  # the warm-up trick's higher rate
     warm = by_name["one_stage_warmup"].config.stages[0].schedule
-    assert stage.schedule.warmup_epochs == pytest.approx(3 * warm.warmup_epochs)
+    assert stage.schedule.warmup_epochs == pytest.approx(
+        warm.warmup_epochs * suite.LONG_EPOCHS / suite.BUDGET_EPOCHS)
+    with pytest.raises(ValueError,
+                       match=r"epochs=6 is not one of the study's budgets \[2, 8, 16\]"):
+        suite._combine(by_name, ("prelu",), epochs=6)
     with pytest.raises(ValueError, match="'two_stage' has 2 stages"):
         suite._combine(by_name, ("prelu", "two_stage"))
     with pytest.raises(ValueError, match="'rsign_rprelu' sets model field 'activation' to "
