@@ -60,6 +60,9 @@ def test_augment_config_rejects_bad_values_naming_field_and_valid_values():
         D.AugmentConfig(hue=0.7)
     with pytest.raises(ValueError, match=r"AugmentConfig.eval_resize_ratio"):
         D.AugmentConfig(eval_resize_ratio=0.9)
+    for bad in (-1, 8.5, True):
+        with pytest.raises(ValueError, match=r"AugmentConfig.cutout=.*an integer >= 0"):
+            D.AugmentConfig(cutout=bad)
     with pytest.raises(ValueError, match=r"Unknown AugmentConfig field\(s\) \['flipp'\]"):
         D.AugmentConfig.from_dict({"flipp": True})
     with pytest.raises(ValueError, match=r"Unknown augmentation preset 'imagenet_v9'"):
@@ -91,6 +94,8 @@ def test_presets_follow_the_recipes():
     )
     assert D.preset("digits").flip is False
     assert D.preset("cifar_autoaugment").autoaugment == "cifar10"
+    assert D.preset("cifar_autoaugment").cutout == 16  # AutoAugment's CIFAR recipe
+    assert {D.preset(p).cutout for p in D.PRESETS if p != "cifar_autoaugment"} == {0}
     assert D.preset("imagenet", eval_resize_ratio=1.35).eval_resize_ratio == 1.35
     config = D.preset("cifar_mixup")
     assert D.AugmentConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
@@ -178,6 +183,7 @@ OPS = {
     "color_jitter": lambda im, s: P.color_jitter(P.to_unit_range(im), s),
     "lighting": lambda im, s: P.lighting(P.to_unit_range(im), s, 0.1),
     "autoaugment": lambda im, s: AA.autoaugment(im, s),
+    "cutout": lambda im, s: P.cutout(tf.cast(im, tf.float32), s, 8, [1.0, 2.0, 3.0]),
     **{
         f"aa_{op}": (lambda name: lambda im, s: AA.apply_operation(im, name, 7, s))(op)
         for op in AA.OPERATIONS
@@ -229,6 +235,24 @@ def test_flip_and_rotation_semantics():
     np.testing.assert_allclose(
         quarter.numpy(), np.rot90(image.numpy()).astype(np.float32), atol=1e-3
     )
+
+
+def test_cutout_fills_one_clipped_square_with_the_fill():
+    image = tf.constant(np.full((12, 10, 3), 200.0, np.float32))
+    fill = [10.0, 20.0, 30.0]
+    centres, sizes = set(), set()
+    for i in range(40):
+        out = P.cutout(image, tf.constant([i, 5]), 4, fill).numpy()
+        hit = (out != 200.0).any(axis=-1)
+        np.testing.assert_array_equal(out[hit], np.broadcast_to(fill, (hit.sum(), 3)))
+        rows, cols = np.nonzero(hit.any(axis=1))[0], np.nonzero(hit.any(axis=0))[0]
+        # one axis-aligned rectangle: at most 4 x 4, clipped at the borders
+        assert hit.sum() == len(rows) * len(cols) and 1 <= len(rows) <= 4 and len(cols) <= 4
+        assert np.array_equal(rows, np.arange(rows[0], rows[-1] + 1))
+        centres.add((rows[0], cols[0]))
+        sizes.add(hit.sum())
+    assert len(centres) > 10 and 16 in sizes and min(sizes) < 16  # moves; clipped at a border
+    np.testing.assert_array_equal(P.cutout(image, SEED, 0, fill), image)
 
 
 def test_pad_random_crop_keeps_size_and_shifts_at_most_pad():
@@ -444,6 +468,21 @@ def test_get_dataset_rejects_bad_arguments(folder):
     ]:
         with pytest.raises(ValueError, match=message):
             D.get_dataset("synthetic", "train", batch_size=2, training=True, **kwargs)
+
+
+def test_cutout_in_the_pipeline_normalises_to_zero():
+    # constant images: after normalisation only the cutout square is exactly 0
+    kwargs = dict(batch_size=4, training=True, seed=3, image_size=16, num_classes=2,
+                  num_examples=8)
+    augment = D.AugmentConfig(crop="none", flip=False, lighting_alphastd=0.0)
+    plain, _ = D.get_dataset("synthetic", "train", augment=augment, **kwargs)
+    cut, _ = D.get_dataset("synthetic", "train", **kwargs,
+                           augment=dataclasses.replace(augment, cutout=6))
+    x0, x1 = _batches(plain, 1)[0][0], _batches(cut, 1)[0][0]
+    changed = (x0 != x1).any(axis=-1)
+    for image, mask in zip(x1, changed):
+        assert 9 <= mask.sum() <= 36
+        np.testing.assert_allclose(image[mask], 0.0, atol=1e-6)
 
 
 def test_synthetic_train_and_eval_batches():

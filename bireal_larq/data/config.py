@@ -5,6 +5,7 @@ Sources are cited per field:
          recipe of the Bi-Real paper (seed 000).
   [T#n]  trick n of the BNN training-tricks catalogue (seed 002).
   [AA]   Cubuk et al., "AutoAugment", CVPR 2019 (the CIFAR-10 policy).
+  [CO]   DeVries & Taylor, "Improved Regularization of CNNs with Cutout", 2017.
   [MU]   Zhang et al., "mixup", ICLR 2018.  [CM] Yun et al., "CutMix", ICCV 2019.
   [FB]   ``facebook/fb.resnet.torch`` (Lighting on [0, 1] images, where its eigen values live).
 
@@ -42,6 +43,7 @@ class AugmentConfig:
 
     # --- photometric -------------------------------------------------------------------------
     autoaugment: str = "none"  # [AA] "cifar10": the published CIFAR-10 policy
+    cutout: int = 0  # [CO] side of the square set to the mean (after AutoAugment); [AA]: 16
     brightness: float = 0.0  # [T#9] ImageNet stage 1: ColorJitter(0.4, 0.4, 0.4, 0.1)
     contrast: float = 0.0
     saturation: float = 0.0
@@ -82,8 +84,10 @@ class AugmentConfig:
         for field in ("train_resize_ratio", "eval_resize_ratio"):
             if not getattr(self, field) >= 1.0:
                 fail(field, "a ratio >= 1 (the resized shorter side is image_size * ratio)")
-        if not isinstance(self.pad, int) or self.pad < 0:
-            fail("pad", "an integer >= 0")
+        for field in ("pad", "cutout"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                fail(field, "an integer >= 0 (pixels)")
         if not 0 <= self.rotation_degrees <= 180:
             fail("rotation_degrees", "0 <= degrees <= 180")
         for field in ("flip", "antialias"):
@@ -130,7 +134,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "imagenet_caffe": dict(crop="resize_random_crop", **_NO_PHOTOMETRIC),  # [BR] Caffe / [T#18]
     "cifar": dict(_SMALL, rotation_degrees=15.0),  # [T#9] crop 4 + flip + rotation 15
     "cifar_mixup": dict(_SMALL, rotation_degrees=15.0, mixup_alpha=1.0),  # [T#9] + [MU]
-    "cifar_autoaugment": dict(_SMALL, autoaugment="cifar10"),  # [T#9] + [AA]
+    # [T#9] + [AA]: the AutoAugment paper's CIFAR recipe ends with Cutout 16 px
+    "cifar_autoaugment": dict(_SMALL, autoaugment="cifar10", cutout=16),
     "fashion_mnist": dict(_SMALL, pad=2),  # crop 2 + flip (clothes are left-right symmetric)
     "digits": dict(_SMALL, pad=2, flip=False),  # a flipped digit is another symbol
     "none": dict(crop="none", flip=False, eval_resize_ratio=1.0, **_NO_PHOTOMETRIC),

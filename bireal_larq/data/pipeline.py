@@ -4,7 +4,7 @@ Op order of a training example (fixed; random ops draw from per-example / per-ba
 
   1. decode (+ the RandomResizedCrop window, fused into the JPEG decoder) or source tensor
   2. crop / resize to the model input
-  3. horizontal flip            4. rotation          5. AutoAugment (uint8)
+  3. horizontal flip            4. rotation          5. AutoAugment (uint8), Cutout
   then per batch (one pass over the batch, independent draws per image):
   6. -> float32 [0, 1]           7. colour jitter     8. PCA lighting
   9. mean / std normalisation   10. one-hot label    11. mixup / cutmix (soft labels)
@@ -143,7 +143,7 @@ def train_geometry(
     augment: AugmentConfig,
     cropped: bool = False,
 ) -> tf.Tensor:
-    """Steps 2-5 of one training example: crop / resize, flip, rotation, AutoAugment.
+    """Steps 2-5 of one training example: crop / resize, flip, rotation, AutoAugment, Cutout.
 
     Args:
         image: (H, W, C) in [0, 255] (uint8 or float32).
@@ -190,6 +190,10 @@ def train_geometry(
     if augment.autoaugment == "cifar10":
         pixels = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         image = tf.cast(autoaugment(pixels, s[3]), tf.float32)
+    # 5b. Cutout after the policy, as in AutoAugment's recipe; the mean pixel normalises to 0
+    if augment.cutout > 0:
+        fill = [255.0 * m for m in info.mean]
+        image = P.cutout(image, P.split_seed(s[3], 2)[1], augment.cutout, fill)
     image.set_shape([height, width, channels])
     return image
 
@@ -437,7 +441,8 @@ def get_dataset(
     # The fast path of photo recipes (ImageNet's): all per-example work in the decoding map,
     # flip + lighting + normalisation fused into one XLA pass per image (see _fused_tail).
     fused_crop = encoded and training and augment.crop == "random_resized"
-    fast = fused_crop and augment.rotation_degrees == 0 and augment.autoaugment == "none"
+    fast = (fused_crop and augment.rotation_degrees == 0 and augment.autoaugment == "none"
+            and augment.cutout == 0)
     per_batch_photometric = training and not (fast and not augment.color_jitter)
     # Fast path: [crop seed, tail seed]; otherwise one seed that train_geometry splits.
     ds = tf.data.Dataset.zip((ds, _seed_stream(seed, salt + 2, 4 if fast else 2)))

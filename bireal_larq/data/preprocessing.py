@@ -216,6 +216,31 @@ def random_rotation(
     return out
 
 
+def cutout(image: tf.Tensor, seed: tf.Tensor, size: int, fill) -> tf.Tensor:
+    """Cutout [CO]: a ``size`` x ``size`` square, its centre uniform over the image and the
+    square clipped at the borders (so it can be smaller), is set to ``fill`` (per channel).
+
+    The paper zeroes the square of the normalised image; filling the pixels with the
+    normalisation mean gives that zero once the image is normalised.
+    """
+    if size == 0:
+        return image
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    u = tf.random.stateless_uniform([2], seed)
+    cy = tf.cast(tf.floor(u[0] * tf.cast(height, tf.float32)), tf.int32)
+    cx = tf.cast(tf.floor(u[1] * tf.cast(width, tf.float32)), tf.int32)
+    half = size // 2
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    inside = (
+        (rows >= cy - half) & (rows < cy + size - half)
+        & (cols >= cx - half) & (cols < cx + size - half)
+    )
+    fill = tf.cast(tf.broadcast_to(tf.constant(fill, tf.float32), [shape[2]]), image.dtype)
+    return tf.where(inside[..., None], fill, image)
+
+
 # ------------------------------------------------------------------------------------------
 # Photometric ([0, 1] float32)
 
