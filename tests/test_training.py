@@ -3,6 +3,7 @@ experiments, CLI flag handling, mixed precision and XLA (tiny models only)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -169,6 +170,33 @@ def test_weight_decay_applies_to_kernels_only():
     assert not any("bn" in n.split("/")[0] and "kernel" not in n for n in names)
 
 
+@pytest.mark.parametrize("scope", ["kernels", "all"])
+def test_weight_decay_scope_all_also_shrinks_batchnorm_and_biases(scope):
+    # The catalogue's code decays every parameter; "kernels" leaves BN and biases alone.
+    student = tiny()
+    stage = StageConfig("wd", 1, weight_decay=0.5, weight_decay_scope=scope,
+                        optimizer=OptimizerConfig("sgd", learning_rate=0.1, momentum=0.0,
+                                                  reference_batch_size=8),
+                        loss=LossConfig(ce_weight=1e-12))  # next to no signal from the loss
+    trainer = compile_for_recipe(student, stage, batch_size=8, steps_per_epoch=1)
+    gammas = [v for v in student.trainable_variables if v.name.endswith("gamma:0")]
+    biases = [v for v in student.trainable_variables if v.name.endswith("bias:0")]
+    assert gammas and biases
+    before = {v.name: v.numpy().copy() for v in gammas + biases}
+    trainer.fit(tiny_data().take(1), verbose=0)
+    for v in gammas + biases:
+        shrunk = before[v.name] * (1 - 0.1 * 0.5)  # one SGD step of the decay term alone
+        if scope == "all":
+            np.testing.assert_allclose(v.numpy(), shrunk, rtol=1e-4, atol=1e-9)
+        else:
+            np.testing.assert_allclose(v.numpy(), before[v.name], rtol=1e-4, atol=1e-9)
+    kernels = {v.name for v in decayed_variables(student, scope="kernels")}
+    every = {v.name for v in decayed_variables(student, scope="all")}
+    assert kernels < every == {v.name for v in student.trainable_variables}
+    with pytest.raises(ValueError, match=r"weight_decay_scope='bn'.*\['kernels', 'all'\]"):
+        StageConfig("wd", 1, weight_decay_scope="bn")
+
+
 def test_bop_keeps_weight_decay_off_the_binary_kernels_it_flips():
     student = tiny()
     stage = StageConfig("bop", 50, optimizer=OptimizerConfig("bop"), weight_decay=1e-5,
@@ -286,6 +314,7 @@ def test_recipes_match_the_reference_values():
     assert stage_model_overrides(caffe, caffe.stages[1])["real_activation"] == "leaky_clip"
     two = get_experiment("catalogue_two_stage_cifar100", "birealnet18_small")
     assert two.stages[0].weight_decay == 1e-5 and two.stages[1].weight_decay == 0.0
+    assert two.stages[0].weight_decay_scope == "all"  # the catalogue's Adam(model.parameters())
     assert two.stages[0].schedule.factors == (0.2,)
     assert stage_model_overrides(two, two.stages[0])["kernel_quantizer"] is None
     with pytest.raises(ValueError, match="valid: \\['birealnet18'\\]"):
@@ -518,11 +547,18 @@ def test_run_training_chains_stages_and_writes_the_run_directory(tmp_path):
     with open(tmp_path / "config.json") as f:
         saved = json.load(f)
     del saved["skip_corrupt"], saved["max_skip_fraction"]
+    for stage in saved["stages"]:  # fields of the nested classes too
+        del stage["weight_decay_scope"], stage["optimizer"]["nesterov"]
     with open(tmp_path / "config.json", "w") as f:
         json.dump(saved, f)
     assert run_training(config, str(tmp_path), verbose=0)["epochs"] == 2
     with pytest.raises(RunDirectoryConflict, match="skip_corrupt"):
         run_training(config.replace(skip_corrupt=True), str(tmp_path), verbose=0)
+    scoped = config.replace(stages=(dataclasses.replace(config.stages[0],
+                                                        weight_decay_scope="all"),
+                                    config.stages[1]))
+    with pytest.raises(RunDirectoryConflict, match="stages"):
+        run_training(scoped, str(tmp_path), verbose=0)
     with open(tmp_path / "config.json") as f:
         saved = json.load(f)
     assert {"model", "model_overrides", "input_shape", "num_classes", "dataset"} <= set(saved)

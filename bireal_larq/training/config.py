@@ -25,6 +25,7 @@ OPTIMIZERS = ("adam", "sgd", "bop")
 SCHEDULES = ("constant", "linear", "steps", "cosine")
 WARMUPS = ("constant", "linear")
 TRAINABLE = ("all", "batchnorm")
+DECAY_SCOPES = ("kernels", "all")
 TEACHER_SOURCES = ("previous", "registry", "model_file")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
@@ -212,9 +213,12 @@ class StageConfig:
     epochs: int
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    # [T#6] coupled L2 on conv/dense kernels only (not BN, not biases; not Bop's binary
-    # kernels). The catalogue's code decays every parameter (Adam(model.parameters(), ...)).
+    # [T#6] coupled L2 (PyTorch's ``weight_decay``) on the variables of ``weight_decay_scope``:
+    # "kernels", conv/dense kernels only (not BN, not biases); "all", every trainable variable,
+    # as the catalogue's code (Adam(model.parameters(), weight_decay=...)). Bop's binary
+    # kernels are never decayed.
     weight_decay: float = 0.0
+    weight_decay_scope: str = "kernels"
     loss: LossConfig = field(default_factory=LossConfig)
     model_overrides: dict[str, Any] = field(default_factory=dict)
     real_valued: bool = False
@@ -229,6 +233,7 @@ class StageConfig:
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"{owner}.epochs={self.epochs!r} is out of range; valid: an int >= 1")
         _at_least(owner, "weight_decay", self.weight_decay, 0.0)
+        _choice(owner, "weight_decay_scope", self.weight_decay_scope, DECAY_SCOPES)
         _choice(owner, "trainable", self.trainable, TRAINABLE)
         _choice(
             owner,

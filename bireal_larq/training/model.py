@@ -62,6 +62,7 @@ class RecipeModel(tf.keras.Model):
         loss: LossConfig,
         *,
         weight_decay: float = 0.0,
+        weight_decay_scope: str = "kernels",
         gradient_centralization: bool = False,
         teacher: tf.keras.Model | None = None,
         refinery: tf.keras.Model | None = None,
@@ -73,6 +74,7 @@ class RecipeModel(tf.keras.Model):
         self.student = student
         self.loss_config = loss
         self.weight_decay = float(weight_decay)
+        self.weight_decay_scope = weight_decay_scope
         self.gradient_centralization = bool(gradient_centralization)
 
         outputs = [_logits_output(student), student.output]
@@ -164,7 +166,8 @@ class RecipeModel(tf.keras.Model):
         if self.weight_decay:
             # Coupled L2 as PyTorch's ``weight_decay``; summed over replicas after this.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            decay = {id(v) for v in decayed_variables(self.student, optimizer)}
+            decay = {id(v) for v in decayed_variables(
+                self.student, optimizer, self.weight_decay_scope)}
             gradients = [
                 g + (self.weight_decay / replicas) * tf.cast(v, g.dtype)
                 if id(v) in decay and g is not None
@@ -234,6 +237,7 @@ def compile_for_recipe(
         model,
         stage.loss,
         weight_decay=stage.weight_decay,
+        weight_decay_scope=stage.weight_decay_scope,
         gradient_centralization=stage.optimizer.gradient_centralization,
         teacher=teacher,
         refinery=refinery,

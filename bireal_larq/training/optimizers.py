@@ -48,19 +48,24 @@ def build_optimizer(
     )
 
 
-def decayed_variables(model: tf.keras.Model, optimizer=None) -> list[tf.Variable]:
-    """The variables weight decay applies to: conv and dense kernels, not BN, not biases.
+def decayed_variables(
+    model: tf.keras.Model, optimizer=None, scope: str = "kernels"
+) -> list[tf.Variable]:
+    """The variables weight decay applies to: with ``scope="kernels"`` conv and dense
+    kernels (not BN, not biases); with ``scope="all"`` every trainable variable.
 
     With Bop (a ``CaseOptimizer``) the binary kernels it trains are left out: Bop flips a
     weight when its gradient momentum passes a tiny threshold, and a decay term ``wd * w``
     alone passes it, flipping weights every few steps with no signal from the loss.
     """
+    if scope not in ("kernels", "all"):
+        raise ValueError(f"weight decay scope {scope!r} is invalid; valid: ['kernels', 'all']")
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
     bop = isinstance(inner, lq.optimizers.CaseOptimizer)
     return [
         v
         for v in model.trainable_variables
-        if v.name.split("/")[-1].startswith("kernel")
+        if (scope == "all" or v.name.split("/")[-1].startswith("kernel"))
         and not (bop and lq.optimizers.Bop.is_binary_variable(v))
     ]
 

@@ -34,7 +34,7 @@ from bireal_larq.models import create_model, get_model_config
 from bireal_larq.models.config import BiRealConfig, real_valued_twin
 from bireal_larq.runs import FINAL_WEIGHTS, RUN_CONFIG, write_run_config
 from bireal_larq.training import callbacks as cb
-from bireal_larq.training.config import StageConfig, TeacherConfig, TrainConfig
+from bireal_larq.training.config import StageConfig, TeacherConfig, TrainConfig, _jsonable
 from bireal_larq.training.data import (
     DatasetFn,
     dataset_info,
@@ -104,23 +104,38 @@ def resolve_run_config(config: TrainConfig) -> dict[str, Any]:
     return resolved
 
 
-def _added_field_defaults(previous: dict[str, Any]) -> dict[str, Any]:
-    """Defaults (as JSON) of the TrainConfig fields that ``previous`` has no key for."""
-    found = {}
-    for f in dataclasses.fields(TrainConfig):
-        if f.name not in previous and f.default is not dataclasses.MISSING:
-            found[f.name] = json.loads(json.dumps(f.default, default=str))
-    return found
+def _with_added_defaults(previous: Any, config: Any) -> Any:
+    """``previous`` (a saved config as JSON) with every field of ``config``'s dataclasses
+    that it has no key for, at any depth (a stage's, its optimizer's, its augmentation's), set
+    to the field's default (not to ``config``'s value, so a changed new field still differs).
+    """
+    if not (dataclasses.is_dataclass(config) and isinstance(previous, dict)):
+        if isinstance(config, (list, tuple)) and isinstance(previous, list):
+            if len(config) == len(previous):
+                return [_with_added_defaults(p, c) for p, c in zip(previous, config)]
+        return previous
+    filled = dict(previous)
+    for f in dataclasses.fields(config):
+        if f.name in filled:
+            filled[f.name] = _with_added_defaults(filled[f.name], getattr(config, f.name))
+        elif f.default is not dataclasses.MISSING:
+            filled[f.name] = json.loads(json.dumps(_jsonable(f.default)))
+        elif f.default_factory is not dataclasses.MISSING:
+            filled[f.name] = json.loads(json.dumps(_jsonable(f.default_factory())))
+    return filled
 
 
-def _prepare_directory(run_dir: str, resolved: dict[str, Any], overwrite: bool) -> None:
+def _prepare_directory(
+    run_dir: str, resolved: dict[str, Any], overwrite: bool, config: TrainConfig
+) -> None:
     path = os.path.join(run_dir, RUN_CONFIG)
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             previous = json.load(f)
         new = json.loads(json.dumps(resolved, default=str))
-        # A field added to TrainConfig after the run started, at its default, changes nothing.
-        previous = {**_added_field_defaults(previous), **previous}
+        # A field added to the config classes after the run started, at its default, changes
+        # nothing.
+        previous = _with_added_defaults(previous, config)
         differing = sorted(
             k
             for k in set(previous) | set(new)
@@ -378,7 +393,7 @@ def run_training(
         print(f"mixed precision: {policy} (quantizers' signs and the softmax stay float32)")
     resolved["dtype_policy"] = policy
     resolved["replicas"] = strategy.num_replicas_in_sync
-    _prepare_directory(run_dir, resolved, overwrite)
+    _prepare_directory(run_dir, resolved, overwrite, config)
     class_names = dataset_info(config).class_names
     if class_names:
         from bireal_larq.data import save_class_names
