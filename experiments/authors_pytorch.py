@@ -3,7 +3,8 @@ r"""The authors' PyTorch recipe (liuzechun/Bi-Real-net, README "Pytorch Implemen
 Adam with default betas, lr 1e-3 at batch 512 decayed linearly to 0 over 256 epochs (stepped
 once per epoch), weight decay 0, label smoothing 0.1; RandomResizedCrop(224, 0.08-1) +
 Lighting(0.1) + flip; evaluation Resize(256) + CenterCrop(224). BiReal-50: batch 256, lr 5e-4.
-Trained from scratch, fully binary, one stage.
+Trained from scratch, fully binary, one stage. The weights' gradient is the authors'
+(``magnitude_aware_sign_unscaled``: through clamp(W, -1, 1), not scaled by mean|W|).
 
 Command::
 
@@ -43,6 +44,7 @@ def get_config(model: str) -> TrainConfig:
     )
     return TrainConfig(
         model=model,
+        model_overrides={"kernel_quantizer": "magnitude_aware_sign_unscaled"},
         dataset="imagenet2012",
         stages=(stage,),
         batch_size=batch,

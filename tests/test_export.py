@@ -417,6 +417,14 @@ def test_every_registered_model_exports_fused_or_is_marked(name, tmp_path):
         assert entry.lce_reason in str(info.value)
 
 
+def test_the_authors_weight_gradient_exports_the_same_fused_convs(tmp_path):
+    # magnitude_aware_sign_unscaled changes only the gradient: LCE sees the same binary convs
+    model = create_model("birealnet18_small", input_shape=(24, 24, 3), num_classes=CLASSES,
+                         base_filters=32, kernel_quantizer="magnitude_aware_sign_unscaled")
+    report = export.export_model(model, str(tmp_path / "m.tflite"), verify_samples=0)
+    assert report["binary_layers"] == 16 == report["lce_bconv2d_ops"], report["op_table"]
+
+
 def test_verification_on_the_synthetic_dataset_end_to_end(tmp_path):
     model = _single_classifier(shape=(8, 8, 3))
     report = export.export_model(

@@ -57,6 +57,31 @@ def test_fused_quantizer_is_bit_identical_to_larq(label, kwargs, stock, fused, g
     assert set(np.unique(np.sign(y.numpy()))) == {-1.0, 1.0}
 
 
+@pytest.mark.parametrize("clip_value", [1.0, 0.25, None])
+def test_unscaled_magnitude_aware_sign_has_the_authors_weight_gradient(clip_value):
+    # HardBinaryConv: forward mean|W| * sign(W); backward dy through clamp(W, -c, c), unscaled.
+    w = tf.Variable(_activations((3, 3, 4, 6)) * 0.2)
+    dy = _activations((3, 3, 4, 6), seed=1)
+    y_ref, g_larq = _value_and_grad(quantizers.MagnitudeAwareSign(clip_value), w, dy, False)
+    unscaled = quantizers.get("magnitude_aware_sign_unscaled", clip_value)
+    assert type(unscaled) is quantizers.MagnitudeAwareSignUnscaled
+    y, g = _value_and_grad(unscaled, w, dy, graph=True)
+    np.testing.assert_array_equal(y.numpy(), y_ref.numpy())  # the same forward pass
+    window = np.ones(w.shape, bool) if clip_value is None else np.abs(w.numpy()) <= clip_value
+    np.testing.assert_array_equal(g.numpy(), np.where(window, dy.numpy(), 0.0))
+    scale = np.abs(w.numpy()).mean(axis=(0, 1, 2))
+    np.testing.assert_allclose(g_larq.numpy(), g.numpy() * scale, rtol=1e-6)
+    assert not np.allclose(g.numpy(), g_larq.numpy())
+    model = create_model("birealnet18_small", input_shape=(16, 16, 3), num_classes=3,
+                         base_filters=8, kernel_quantizer="magnitude_aware_sign_unscaled")
+    kinds = {type(layer.kernel_quantizer) for layer in model.layers
+             if isinstance(layer, lq.layers.QuantConv2D)}
+    assert kinds == {quantizers.MagnitudeAwareSignUnscaled}
+    restored = tf.keras.models.clone_model(model)
+    assert {type(layer.kernel_quantizer) for layer in restored.layers
+            if isinstance(layer, lq.layers.QuantConv2D)} == kinds
+
+
 def test_sign_of_zero_is_plus_one_and_approx_sign_gradient_shape():
     x = tf.constant([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
     with tf.GradientTape() as tape:

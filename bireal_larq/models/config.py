@@ -28,7 +28,7 @@ DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
 }
 
 INPUT_QUANTIZERS = ("approx_sign", "ste_sign", "swish_sign")
-KERNEL_QUANTIZERS = ("magnitude_aware_sign", "ste_sign")
+KERNEL_QUANTIZERS = ("magnitude_aware_sign", "magnitude_aware_sign_unscaled", "ste_sign")
 REAL_ACTIVATION_NAMES = ("relu", "leaky_clip", "clip", "identity")
 STEMS = ("imagenet", "small")
 STEM_ORDERS = ("conv_bn_pool", "conv_pool_bn")
@@ -65,6 +65,8 @@ class BiRealConfig:
     # --- binarization ---------------------------------------------------------------------
     input_quantizer: str | None = "approx_sign"  # [BR] sign fwd, ApproxSign grad; None: real
     kernel_quantizer: str | None = "magnitude_aware_sign"  # [BR] mean|W|*sign(W); None: real
+    # ("magnitude_aware_sign": larq's gradient, dy * mean|W|; "magnitude_aware_sign_unscaled":
+    # the authors' PyTorch gradient, dy through clamp(W, -1, 1); the same forward pass)
     weight_clip: float | None = 1.0  # [BR] gradient through clamp(W,-1,1) / [ZOO] weight_clip
     # (also the weight quantizer's gradient window; None: no constraint, window [-1, 1])
     pad_values: float = 0.0  # [BR]/[ZOO] 0; [LCE] 1 avoids the border correction (not weight

@@ -12,7 +12,8 @@ these small functions).
 
 The classes subclass larq's, keep their arguments and metrics, and are what the builder puts
 into every ``QuantConv2D``/``QuantDense`` for the names ``approx_sign``, ``ste_sign`` and
-``magnitude_aware_sign``. Inference graphs are unchanged: the LCE converter inlines the
+``magnitude_aware_sign`` (and ``magnitude_aware_sign_unscaled``, the authors' weight
+gradient). Inference graphs are unchanged: the LCE converter inlines the
 functions and sees the same ops (the export tests check the binary layers are found).
 """
 
@@ -72,13 +73,15 @@ def ste_sign(x: tf.Tensor, clip_value: float | None = 1.0) -> tf.Tensor:
     return _call(x)
 
 
-def magnitude_aware_sign(w: tf.Tensor, clip_value: float | None = 1.0) -> tf.Tensor:
+def magnitude_aware_sign(
+    w: tf.Tensor, clip_value: float | None = 1.0, scale_gradient: bool = True
+) -> tf.Tensor:
     """mean(|W|) per output channel times sign(W); straight-through gradient (no scale grad).
 
-    The gradient is larq's: ``dy * mean(|W|)`` inside the clip window. The authors' PyTorch
-    ``HardBinaryConv`` passes ``dy`` through ``clamp(W, -1, 1)`` without the scale. Adam
-    (the catalogue and PyTorch recipes) is nearly blind to that per-channel constant; an SGD
-    recipe takes steps smaller by mean(|W|).
+    With ``scale_gradient`` the gradient is larq's: ``dy * mean(|W|)`` inside the clip window.
+    Without, it is the authors' PyTorch ``HardBinaryConv``'s: ``dy`` passed through
+    ``clamp(W, -1, 1)``, unscaled. Adam (the catalogue and PyTorch recipes) is nearly blind to
+    that per-channel constant; an SGD recipe takes steps smaller by mean(|W|) with larq's.
     """
     w = tf.convert_to_tensor(w)
     # The scale as larq computes it (a small reduction; TF's summation order kept).
@@ -87,6 +90,10 @@ def magnitude_aware_sign(w: tf.Tensor, clip_value: float | None = 1.0) -> tf.Ten
     @tf.custom_gradient
     def _call(w):
         def grad(dy):
+            if not scale_gradient:
+                if clip_value is None:
+                    return dy
+                return _clipped_grad(w, dy, tf.constant(clip_value, w.dtype))
             if clip_value is None:
                 return dy * scale
             return _scaled_clipped_grad(w, dy, scale, tf.constant(clip_value, w.dtype))
@@ -121,11 +128,23 @@ class MagnitudeAwareSign(lq.quantizers.MagnitudeAwareSign):
         return super(lq.quantizers.MagnitudeAwareSign, self).call(outputs)
 
 
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class MagnitudeAwareSignUnscaled(MagnitudeAwareSign):
+    """The same forward pass; the weight gradient of the authors' PyTorch code (``dy`` inside
+    the clip window, not scaled by mean(|W|))."""
+
+    def call(self, inputs):
+        outputs = magnitude_aware_sign(inputs, self.clip_value, scale_gradient=False)
+        return super(lq.quantizers.MagnitudeAwareSign, self).call(outputs)
+
+
 _BY_NAME = {
     "approx_sign": ApproxSign,
     "ste_sign": SteSign,
     "magnitude_aware_sign": MagnitudeAwareSign,
+    "magnitude_aware_sign_unscaled": MagnitudeAwareSignUnscaled,
 }
+_CLIPPED = (SteSign, MagnitudeAwareSign, MagnitudeAwareSignUnscaled)
 
 
 def get(name: str | None, clip_value: float = 1.0):
@@ -137,11 +156,11 @@ def get(name: str | None, clip_value: float = 1.0):
     """
     if name in _BY_NAME:
         cls = _BY_NAME[name]
-        return cls(clip_value=clip_value) if cls in (SteSign, MagnitudeAwareSign) else cls()
+        return cls(clip_value=clip_value) if cls in _CLIPPED else cls()
     return name
 
 
 CUSTOM_OBJECTS = {
     tf.keras.utils.get_registered_name(cls): cls
-    for cls in (ApproxSign, SteSign, MagnitudeAwareSign)
+    for cls in (ApproxSign, SteSign, MagnitudeAwareSign, MagnitudeAwareSignUnscaled)
 }

@@ -76,7 +76,8 @@ def fashion_mnist_version(
         augment: the data package's AugmentConfig for every stage (default: its
             Fashion-MNIST preset).
         model: a small-input model (default ``birealnet18_small``).
-        model_overrides: BiRealConfig overrides (default: ``base_filters=32``).
+        model_overrides: BiRealConfig overrides on top of the recipe's own (default:
+            ``base_filters=32``).
     """
     if augment is None:
         from bireal_larq.data import preset
@@ -88,7 +89,10 @@ def fashion_mnist_version(
     return dataclasses.replace(
         config,
         model=model,
-        model_overrides=dict(FMNIST_OVERRIDES if model_overrides is None else model_overrides),
+        model_overrides={
+            **config.model_overrides,
+            **(FMNIST_OVERRIDES if model_overrides is None else model_overrides),
+        },
         dataset="fashion_mnist",
         stages=stages,
         batch_size=batch_size,
