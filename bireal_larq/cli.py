@@ -17,18 +17,35 @@ from absl import flags
 _HELP = ("--help", "-h", "-help", "--helpfull", "--helpshort")
 
 
-def parser_for(flag_values: flags.FlagValues) -> Callable[[list[str]], list[str]]:
-    """An ``app.run`` flags parser: this CLI's flags first, absl's own (logging) after."""
+def parser_for(
+    flag_values: flags.FlagValues, positional: int = 0
+) -> Callable[[list[str]], list[str]]:
+    """An ``app.run`` flags parser: this CLI's flags first, absl's own (logging) after.
+
+    More than ``positional`` arguments besides the flags is an error: absl reads a bare
+    boolean flag as true and leaves a value written after it (``--overwrite false``) as an
+    argument, which would otherwise be dropped while the flag meant the opposite.
+    """
 
     def parse(argv: list[str]) -> list[str]:
         if any(arg in _HELP for arg in argv[1:]):
             print(flag_values.main_module_help() or str(flag_values))
             sys.exit(0)
         try:
-            rest = flag_values(argv, known_only=True)
-            return flags.FLAGS(rest)
+            rest = flags.FLAGS(flag_values(argv, known_only=True))
         except flags.Error as e:
             print(f"FATAL Flags parsing error: {e}\nPass --help to see the flags.", file=sys.stderr)
             sys.exit(1)
+        extra = rest[1 + positional:]
+        if extra:
+            takes = f"takes {positional}" if positional else "takes no"
+            print(
+                f"FATAL Unexpected argument(s) {extra}: this command {takes} positional "
+                "argument(s). A boolean flag takes its value after '=' (--overwrite=false, or "
+                "--nooverwrite), never after a space. Pass --help to see the flags.",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+        return rest
 
     return parse

@@ -54,3 +54,40 @@ def test_study_table_only_on_an_empty_results_dir(tmp_path):
                          timeout=120)
     assert bad.returncode != 0 and "Unknown study suite 'nope'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("bireal_larq.train", ["--output_dir=runs/x", "--overwrite", "false"]),
+    ("bireal_larq.evaluate", ["--checkpoint=runs/a", "runs/b"]),
+    ("bireal_larq.study", ["--table_only", "false"]),
+    ("bireal_larq.demo", ["extra"]),
+    ("bireal_larq.export.__main__", ["--model=birealnet18", "x"]),
+    ("bireal_larq.benchmark.__main__", ["a.tflite", "b.tflite"]),
+])
+def test_a_stray_argument_is_an_error_not_dropped(module, argv, capsys):
+    # "--overwrite false" used to mean --overwrite=true (absl) with "false" silently dropped.
+    from bireal_larq.cli import parser_for
+
+    cli = importlib.import_module(module)
+    parse = parser_for(cli.FLAGS, positional=1 if "benchmark" in module else 0)
+    with pytest.raises(SystemExit) as exit_info:
+        parse([module, *argv])
+    assert exit_info.value.code == 1
+    assert f"Unexpected argument(s) [{argv[-1]!r}]" in capsys.readouterr().err
+    cli.FLAGS.unparse_flags()
+
+
+def test_the_parser_keeps_the_positional_arguments_a_command_takes(capsys):
+    from bireal_larq.benchmark import __main__ as bench
+    from bireal_larq.cli import parser_for
+
+    assert parser_for(bench.FLAGS, positional=1)(["b", "m.tflite", "--runs=3"]) == ["b", "m.tflite"]
+    assert bench.FLAGS.runs == 3
+    bench.FLAGS.unparse_flags()
+    from bireal_larq import train
+
+    with pytest.raises(SystemExit):
+        parser_for(train.FLAGS)(["train", "--output_dir=runs/x", "--overwrite", "false"])
+    err = capsys.readouterr().err
+    assert "Unexpected argument(s) ['false']" in err and "--overwrite=false" in err
+    train.FLAGS.unparse_flags()

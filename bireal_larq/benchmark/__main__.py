@@ -127,4 +127,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parser_for(FLAGS))
+    app.run(main, flags_parser=parser_for(FLAGS, positional=1))

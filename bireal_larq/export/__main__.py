@@ -66,8 +66,6 @@ def _input_shape() -> tuple[int, ...] | None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from bireal_larq.export import ExportError, export_model, load_model_for_export
 
     try:
