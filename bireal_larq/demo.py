@@ -37,10 +37,12 @@ flags.DEFINE_integer(
     "verify_samples", 10000, "Test images the LCE model is verified on.", flag_values=FLAGS
 )
 flags.DEFINE_integer(
-    "benchmark_runs", 20, "Timed inference runs per configuration.", flag_values=FLAGS
+    "benchmark_runs", 20, "Timed inference runs per configuration.", lower_bound=1,
+    flag_values=FLAGS,
 )
 flags.DEFINE_integer(
-    "steps_per_epoch", None, "Cap on training steps (smoke runs).", flag_values=FLAGS
+    "steps_per_epoch", None, "Cap on training steps (smoke runs).", lower_bound=1,
+    flag_values=FLAGS,
 )
 
 DATASET = "fashion_mnist"
@@ -153,7 +155,7 @@ def main(argv) -> None:
         log,
     )
     train = ["bireal_larq.train", f"--experiment={FLAGS.experiment}", f"--output_dir={run_dir}"]
-    if FLAGS.steps_per_epoch:
+    if FLAGS.steps_per_epoch is not None:
         train.append(f"--steps_per_epoch={FLAGS.steps_per_epoch}")
     _step("Train", train, log)
     _step(

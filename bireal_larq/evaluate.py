@@ -1,7 +1,9 @@
 """Evaluates a checkpoint: ``python -m bireal_larq.evaluate --checkpoint=DIR [--dataset=...]``.
 
 ``--checkpoint`` is a run directory (its final weights) or any weights file inside one
-(a stage's or an epoch's). Prints top-1 / top-5 and writes ``DIR/eval_<dataset>.json``.
+(a stage's or an epoch's). Prints top-1 / top-5 and writes ``DIR/eval_<dataset>.json`` (the
+final weights on the whole test split), or a file named after the checkpoint and the number of
+images for anything else.
 """
 
 from __future__ import annotations

@@ -91,3 +91,14 @@ def test_the_parser_keeps_the_positional_arguments_a_command_takes(capsys):
     err = capsys.readouterr().err
     assert "Unexpected argument(s) ['false']" in err and "--overwrite=false" in err
     train.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("flag", ["--steps_per_epoch=0", "--benchmark_runs=0"])
+def test_demo_refuses_a_zero_cap_instead_of_training_in_full(flag, capsys):
+    from bireal_larq import demo
+    from bireal_larq.cli import parser_for
+
+    with pytest.raises(SystemExit):
+        parser_for(demo.FLAGS)(["demo", flag])
+    assert f"{flag.split('=')[0][2:]}" in capsys.readouterr().err
+    demo.FLAGS.unparse_flags()

@@ -409,6 +409,31 @@ def test_an_unreadable_training_image_stops_the_run_by_name_or_is_skipped(tmp_pa
         run_training(strict_budget, str(tmp_path / "budget"), verbose=0)
 
 
+def test_an_evaluation_of_another_checkpoint_or_part_of_the_split_gets_its_own_file(tmp_path):
+    from bireal_larq.training.evaluation import write_result
+
+    run = tmp_path / "run"
+
+    def result(weights, examples):
+        return {"top1": 0.5, "top5": 0.9, "loss": 1.0, "dataset": "fashion_mnist",
+                "checkpoint": str(run / weights), "examples": examples, "test_examples": 10000}
+
+    run.mkdir()
+    final = write_result(result("model.weights.h5", 10000), str(run))
+    epoch = "stages/01_binary/checkpoints/epoch_001.weights.h5"
+    names = [final, write_result(result(epoch, 8), str(run)),
+             write_result(result("stages/02_fine/stage.weights.h5", 10000), str(run)),
+             write_result(result("model.weights.h5", 256), str(run))]
+    assert [os.path.basename(p) for p in names] == [
+        "eval_fashion_mnist.json",  # what the demo's report and the study read
+        "eval_fashion_mnist_01_binary_epoch_001_8images.json",
+        "eval_fashion_mnist_02_fine_stage.json",
+        "eval_fashion_mnist_256images.json",
+    ]
+    with open(final) as f:
+        assert json.load(f)["examples"] == 10000  # not replaced by the partial passes
+
+
 def test_cli_rejects_unknown_names_before_any_work(tmp_path):
     from test_train_support import run_train
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import tensorflow as tf
 
-from bireal_larq.runs import eval_resize_ratio, find_run, model_from_run
+from bireal_larq.runs import FINAL_WEIGHTS, eval_resize_ratio, find_run, model_from_run
 
 
 def evaluate_checkpoint(
@@ -29,7 +30,8 @@ def evaluate_checkpoint(
         steps: evaluate this many batches only.
 
     Returns:
-        ``{"top1", "top5", "loss", "checkpoint", "dataset", "examples"}``.
+        ``{"top1", "top5", "loss", "checkpoint", "dataset", "examples", "test_examples"}``
+        (``examples`` evaluated of the split's ``test_examples``).
 
     Raises:
         FileNotFoundError: no run directory holds ``checkpoint``, or its data is missing.
@@ -80,11 +82,29 @@ def evaluate_checkpoint(
         "checkpoint": weights,
         "dataset": dataset,
         "examples": count if steps is None else min(count, steps * batch_size),
+        "test_examples": count,
     }
 
 
+def result_name(result: dict[str, Any], run_dir: str, count: int | None = None) -> str:
+    """``eval_<dataset>.json`` for the final weights on the whole test split; any other
+    checkpoint or a partial pass gets its own name, so it never replaces that result (the
+    demo's report and the study read it): ``eval_<dataset>_<stage>_<epoch>[_<n>images].json``.
+    """
+    parts = [f"eval_{result['dataset']}"]
+    weights = os.path.relpath(os.path.abspath(result["checkpoint"]), os.path.abspath(run_dir))
+    if weights != FINAL_WEIGHTS:
+        tag = weights.replace(".weights.h5", "").replace(".h5", "")
+        pieces = [p for p in tag.split(os.sep) if p not in ("stages", "checkpoints", "")]
+        parts.append("_".join(re.sub(r"[^\w.-]", "_", p) for p in pieces))
+    if count is None or result["examples"] < count:
+        parts.append(f"{result['examples']}images")
+    return "_".join(parts) + ".json"
+
+
 def write_result(result: dict[str, Any], run_dir: str) -> str:
-    path = os.path.join(run_dir, f"eval_{result['dataset']}.json")
+    """Writes ``result`` into the run directory under :func:`result_name`."""
+    path = os.path.join(run_dir, result_name(result, run_dir, result.get("test_examples")))
     with open(path, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
     return path
