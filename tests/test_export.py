@@ -97,10 +97,18 @@ def test_unfused_binary_conv_fails_naming_the_layer(tmp_path):
     assert "fused_conv," not in str(info.value)
     assert "--allow_float_fallback" in str(info.value)
     assert not output.exists(), "a model that failed the check must not be written"
-    report = json.loads((tmp_path / "half.json").read_text())
+    report = json.loads((tmp_path / "half.failed.json").read_text())
     assert report["status"] == "failed"
     assert report["float_fallback_layers"] == ["weights_only_conv"]
     assert report["lce_bconv2d_ops"] == 1 and report["binary_layers"] == 2
+    # A good export at that path keeps its report when a later attempt fails, and a later
+    # success clears the failure's report.
+    good = export.export_model(model, str(output), allow_float_fallback=True, verify_samples=0)
+    assert not (tmp_path / "half.failed.json").exists()
+    with pytest.raises(export.ExportError, match="earlier export at that path is left"):
+        export.export_model(model, str(output), verify_samples=0)
+    assert json.loads((tmp_path / "half.json").read_text()) == json.loads(json.dumps(good))
+    assert export.read_report(str(output))["status"] == "ok"
 
 
 def test_allow_float_fallback_turns_the_failure_into_a_warning(tmp_path):
@@ -232,7 +240,8 @@ def test_registry_marked_incompatible_model_fails_with_its_reason(tmp_path, monk
         export.export_model(
             model, str(tmp_path / "m.tflite"), model_name="birealnet18_small", verify_samples=0
         )
-    assert json.loads((tmp_path / "m.json").read_text())["status"] == "failed"
+    assert json.loads((tmp_path / "m.failed.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "m.json").exists()
 
 
 # ----------------------------------------------------------------------------- loading

@@ -47,10 +47,11 @@ class FusionCheck:
         return not self.unfused_layers and self.fused >= len(self.binary_layers)
 
 
-def report_path(output: str) -> str:
-    """The JSON report written beside ``output`` (``model.tflite`` -> ``model.json``)."""
+def report_path(output: str, failed: bool = False) -> str:
+    """The JSON report written beside ``output`` (``model.tflite`` -> ``model.json``); a failed
+    export's goes to ``model.failed.json``, so a good flatbuffer's report is never replaced."""
     root, _ = os.path.splitext(os.fspath(output))
-    return root + REPORT_SUFFIX
+    return root + (".failed" if failed else "") + REPORT_SUFFIX
 
 
 def binary_conv_layers(model: tf.keras.Model) -> list[str]:
@@ -227,7 +228,8 @@ def export_model(
 
     Args:
         model: the float32 Keras model (binary layers from larq).
-        output: path of the ``.tflite`` to write; the report goes to ``<output stem>.json``.
+        output: path of the ``.tflite`` to write; the report goes to ``<output stem>.json``
+            (``<output stem>.failed.json`` when the export fails; nothing else is written).
         model_name: its registry name, for the LCE-compatibility check and the report
             (default: ``model.name`` when that is a registered name).
         target: "arm" or "xcore".
@@ -292,8 +294,11 @@ def export_model(
     def fail(message: str) -> ExportError:
         report["status"] = "failed"
         report["errors"].append(message)
-        write_report(rpath, report)
-        return ExportError(f"{message} (report: {rpath})")
+        failed = report_path(output, failed=True)
+        write_report(failed, report)
+        kept = " (the earlier export at that path is left as it was)" if os.path.exists(
+            output) else ""
+        return ExportError(f"{message} (report: {failed}){kept}")
 
     if name is not None:
         entry = get_entry(name)
@@ -380,6 +385,9 @@ def export_model(
     with open(output, "wb") as f:
         f.write(flatbuffer)
     write_report(rpath, report)
+    stale = report_path(output, failed=True)
+    if os.path.exists(stale):  # an earlier failed attempt at this path
+        os.remove(stale)
     return report
 
 
