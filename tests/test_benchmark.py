@@ -211,6 +211,22 @@ def test_cli_table_json_float_twin_and_device_binary(tmp_path, capsys):
     assert result["lce_benchmark_model"][0]["inference"]["count"] == 50
 
 
+def test_float_twin_takes_its_shapes_from_the_file_and_its_settings_from_the_report(tmp_path):
+    from bireal_larq.benchmark import __main__ as cli
+    from bireal_larq.export import verify
+
+    # The report's shape is wrong on purpose: the file (8x8x3 in, 3 classes) decides.
+    report = {"model": "birealnet18_small", "input_shape": [32, 32, 3], "num_classes": 10,
+              "model_overrides": {"base_filters": 8}}
+    path = _tiny_tflite(tmp_path, report)
+    twin = cli._float_twin(path, open(path, "rb").read(), report)
+    io = verify.io_types(twin)
+    assert io["input_shape"] == [1, 8, 8, 3] and io["output_shape"] == [1, 3]
+    # the width comes from the report: 8 base filters, about 0.7 MB of float weights (the
+    # default 64 would be about 45 MB)
+    assert len(twin) < 2_000_000
+
+
 def test_cli_errors(tmp_path, capsys):
     from bireal_larq.benchmark import __main__ as cli
 
@@ -223,7 +239,12 @@ def test_cli_errors(tmp_path, capsys):
         assert "not a TFLite flatbuffer" in capsys.readouterr().err
         path = _tiny_tflite(tmp_path)
         assert cli.main(["benchmark", path]) == 1
-        assert "pass --model=NAME" in capsys.readouterr().err
+        assert "tiny.json' is missing; export the model" in capsys.readouterr().err
+        path = _tiny_tflite(tmp_path, {"model": "birealnet18_small"})
+        cli.FLAGS(["benchmark", "--compare_float", "--model=birealnet18"])
+        assert cli.main(["benchmark", path]) == 1
+        assert "--model='birealnet18' differs from the model of the export report" in (
+            capsys.readouterr().err)
     finally:
         cli.FLAGS.unparse_flags()
     assert not os.path.exists(tmp_path / "bogus.benchmark.json")

@@ -7,9 +7,9 @@ Examples::
     # LCE's official benchmark binary (on a Raspberry Pi, or through a wrapper that runs it there)
     python -m bireal_larq.benchmark birealnet18.tflite --lce_benchmark_model=./lce_benchmark_model
 
-``--compare_float`` rebuilds the real-valued twin of the exported model (named in the export
-report beside the file, or by ``--model``), converts it with the plain TFLite converter and
-times it with XNNPACK in the same process.
+``--compare_float`` rebuilds the real-valued twin of the exported model (its name and settings
+from the export report beside the file, its input and output shapes from the file), converts
+it with the plain TFLite converter and times it with XNNPACK in the same process.
 """
 
 from __future__ import annotations
@@ -48,6 +48,32 @@ flags.DEFINE_string(
 )
 
 
+def _float_twin(path: str, flatbuffer: bytes, report: dict, model: str | None = None) -> bytes:
+    """The real-valued twin of the exported model: its registry name and settings (width,
+    overrides) from the export report, its input and output shapes from the flatbuffer."""
+    from bireal_larq import benchmark
+    from bireal_larq.export import report_path, verify
+
+    if "model" not in report:
+        raise ValueError(
+            f"--compare_float rebuilds the exported model's real-valued twin from its export "
+            f"report (registry name, width and other settings), but {report_path(path)!r} is "
+            "missing; export the model with bireal_larq.export to get one"
+        )
+    if model is not None and model != report["model"]:
+        raise ValueError(
+            f"--model={model!r} differs from the model of the export report "
+            f"({report['model']!r}), whose settings the twin is built with; leave --model out"
+        )
+    io = verify.io_types(flatbuffer)
+    return benchmark.float_twin_flatbuffer(
+        report["model"],
+        input_shape=io["input_shape"][1:],
+        num_classes=io["output_shape"][-1],
+        overrides=report.get("model_overrides"),
+    )
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         raise app.UsageError("Usage: python -m bireal_larq.benchmark MODEL.tflite [flags]")
@@ -68,17 +94,7 @@ def main(argv: list[str]) -> int:
             backend=FLAGS.backend,
         )
         if FLAGS.compare_float:
-            if FLAGS.model is None and "model" not in report:
-                raise ValueError(
-                    f"--compare_float needs the model's registry name: no export report beside "
-                    f"{path!r}; pass --model=NAME"
-                )
-            twin = benchmark.float_twin_flatbuffer(
-                name,
-                input_shape=report.get("input_shape"),
-                num_classes=report.get("num_classes", 1000),
-                overrides=report.get("model_overrides"),
-            )
+            twin = _float_twin(path, flatbuffer, report, FLAGS.model)
             info["float_twin_size_bytes"] = len(twin)
             for n in range(1, FLAGS.max_threads + 1):
                 timings.append(
