@@ -219,6 +219,29 @@ def test_own_weights_round_trip_by_name(tmp_path):
     np.testing.assert_array_equal(clone(x).numpy(), model(x).numpy())
 
 
+def test_a_directory_or_a_file_of_another_kind_is_refused_with_what_is_valid(tmp_path):
+    with pytest.raises(ValueError, match=r"is a directory.*model\.weights\.h5"):
+        small_model("birealnet18", weights=str(tmp_path))
+    summary = tmp_path / "summary.h5"
+    summary.write_text('{"top1": 0.8}')
+    with pytest.raises(ValueError, match=r"is not an HDF5 weights file.*valid: a \.h5 weights"):
+        small_model("birealnet18", weights=str(summary))
+    tflite = tmp_path / "model.tflite"
+    tflite.write_bytes(b"TFL3")
+    with pytest.raises(ValueError, match=r"neither an HDF5 weights file \(\.h5\) nor a TF"):
+        small_model("birealnet18", weights=str(tflite))
+    model = small_model("birealnet18")
+    native = str(tmp_path / "native.weights.h5")
+    model.save_weights(native)  # Keras's newer, position-based format
+    with pytest.raises(ValueError, match=r"Keras's save_weights in its newer format"):
+        small_model("birealnet18", weights=native)
+    prefix = str(tmp_path / "ckpt")  # a TF checkpoint still loads
+    model.save_weights(prefix, save_format="tf")
+    clone = small_model("birealnet18", weights=prefix)
+    x = batch_for(model)
+    np.testing.assert_array_equal(clone(x).numpy(), model(x).numpy())
+
+
 # --------------------------------------------------------------------------- invalid configs
 @pytest.mark.parametrize(
     "overrides, message",

@@ -14,8 +14,23 @@ def _weight_layers(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
 
 
 def _h5_layer_names(path: str) -> list[str]:
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(
+            f"{path!r} is not an HDF5 weights file ({err}); valid: a .h5 weights file written "
+            "by training (a run's model.weights.h5 or a stage / epoch checkpoint), a larq-zoo "
+            "BiRealNet .h5 file, or a TF checkpoint prefix"
+        ) from None
+    with f:
         group = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in group.attrs and "layers" in group and "vars" in group:
+            raise ValueError(
+                f"{path!r} was written by Keras's save_weights in its newer format (any path "
+                "ending in .weights.h5), which this loader does not read; valid: a file written "
+                "by bireal_larq.training.callbacks.save_weights or by training (by layer name), "
+                "or model.save_weights('NAME.h5') (Keras's by-name HDF5 format)"
+            )
         names = group.attrs.get("layer_names", [])
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         # Only layers that stored weights take part in loading.
@@ -66,11 +81,25 @@ def load_weights(model: tf.keras.Model, path: str) -> None:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file does not fit the model (naming the layers that differ).
+        ValueError: ``path`` is a directory or not a weights file this loader reads, or the
+            file does not fit the model (naming the layers that differ).
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(
+            f"Weights path {path!r} is a directory; valid: a weights file (.h5, or a TF "
+            f"checkpoint prefix). A training run's final weights are "
+            f"{os.path.join(path, 'model.weights.h5')!r}"
+        )
     if not path.endswith((".h5", ".hdf5")):
-        if not (os.path.exists(path) or os.path.exists(path + ".index")):
+        if not os.path.exists(path + ".index"):  # a TF checkpoint is a prefix + .index
+            if os.path.exists(path):
+                raise ValueError(
+                    f"{path!r} is neither an HDF5 weights file (.h5) nor a TF checkpoint "
+                    f"prefix ({path + '.index'!r} does not exist); valid: a .h5 weights file "
+                    "written by training, a larq-zoo BiRealNet .h5 file, or a TF checkpoint "
+                    "prefix"
+                )
             raise FileNotFoundError(f"Weights file {path!r} not found")
         status = model.load_weights(path)
         status.assert_existing_objects_matched()
