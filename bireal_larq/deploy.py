@@ -74,6 +74,13 @@ class Classifier:
         data_dir: str | None = None,
     ):
         self.path = os.fspath(tflite_path)
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or not (
+            num_threads >= 1 or num_threads == -1
+        ):
+            raise ValueError(
+                f"num_threads={num_threads!r} is invalid; valid: an int >= 1, or -1 (the "
+                "interpreter's default)"
+            )
         flatbuffer = read_flatbuffer(self.path)
         self.backend = backend or default_backend()
         interpreter_options(self.backend)  # an unknown backend is a ValueError of its own
@@ -194,12 +201,33 @@ class Classifier:
             "uint8 in [0, 255])"
         )
 
+    def _input_limit(self) -> tuple[float, float]:
+        """(the largest |value| the eval normalisation gives, the limit above which float32
+        inputs are refused as raw pixels). Normalised pixels, (x / 255 - mean) / std, stay
+        within a few units; raw [0, 255] pixels reach far beyond. The limit leaves room for
+        inputs perturbed on purpose."""
+        if self._info is None:
+            return 10.0, 20.0
+        bound = max(
+            max(m, 1.0 - m) / s for m, s in zip(self._info.mean, self._info.std, strict=True)
+        )
+        return bound, max(20.0, 4.0 * bound)
+
     def _check_model_input(self, array: np.ndarray) -> np.ndarray:
         batch = array[np.newaxis] if array.ndim == 3 else array
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"float32 input of shape {array.shape} does not match the model input "
                 f"(N, {', '.join(map(str, self.input_shape))}); expected {self._expected()}"
+            )
+        bound, limit = self._input_limit()
+        peak = float(np.max(np.abs(batch))) if batch.size else 0.0
+        if not np.isfinite(peak) or peak > limit:
+            raise ValueError(
+                f"float32 input reaches |x| = {peak:.4g}, but preprocessed model inputs lie "
+                f"within about [-{bound:.3g}, {bound:.3g}] (mean/std normalised): these look "
+                "like raw pixels; pass raw images as uint8 in [0, 255], or preprocess them "
+                "with Classifier.preprocess"
             )
         return batch
 

@@ -112,7 +112,9 @@ def model_from_run(
     if not os.path.exists(weights):
         raise FileNotFoundError(
             f"No final weights in {run_dir!r} ({FINAL_WEIGHTS} missing): the run has not "
-            "finished; pass a checkpoint with --weights or finish training"
+            "finished; finish training, or pass a checkpoint inside it as --checkpoint (a "
+            "stage's DIR/stages/NN_<stage>/stage.weights.h5 or an epoch's "
+            "DIR/stages/NN_<stage>/checkpoints/epoch_NNN.weights.h5)"
         )
     overrides = model_overrides(config, stage)
     previous = tf.keras.mixed_precision.global_policy()

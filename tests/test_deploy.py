@@ -81,6 +81,12 @@ def test_float32_inputs_are_taken_as_preprocessed_and_shape_checked(exported):
     np.testing.assert_allclose(clf.predict(x), model(x, training=False).numpy(), atol=1e-5)
     with pytest.raises(ValueError, match=r"float32 input of shape \(3, 9, 8, 3\).*\(N, 8, 8, 3\)"):
         clf.predict(np.zeros((3, 9, 8, 3), np.float32))
+    # raw pixels given as float32 are not taken for model inputs (they were, silently)
+    raw = _images(2).astype(np.float32)
+    with pytest.raises(ValueError, match=r"reaches \|x\| = 2\d\d.*look like raw pixels.*uint8"):
+        clf.predict(raw)
+    with pytest.raises(ValueError, match=r"reaches \|x\| = nan"):
+        clf.predict(np.full((1, *SHAPE), np.nan, np.float32))
 
 
 @pytest.mark.parametrize(
@@ -147,6 +153,9 @@ def test_every_backend_gives_the_same_answers(exported, backend):
 
 def test_default_backend_and_unknown_backend(exported):
     _, path = exported
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match=rf"num_threads={bad!r} is invalid; valid: an int"):
+            Classifier(path, num_threads=bad)
     assert Classifier(path).backend == export.default_backend()
     with pytest.raises(ValueError, match=r"backend='fast' is invalid; valid: \['default'"):
         Classifier(path, backend="fast")

@@ -328,6 +328,16 @@ def test_a_stage_checkpoint_inside_a_run_dir_is_rebuilt_from_the_run(tmp_path):
                                      input_shape=SHAPE)
 
 
+def test_an_unfinished_run_names_the_flag_that_takes_its_checkpoints(tmp_path):
+    from bireal_larq.runs import model_from_run
+
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"model": "birealnet18_small", "input_shape": [16, 16, 3], "num_classes": 3}))
+    with pytest.raises(FileNotFoundError, match=r"has not finished.*as --checkpoint.*"
+                       r"stages/NN_<stage>/stage\.weights\.h5"):
+        model_from_run(str(tmp_path))
+
+
 def test_an_unknown_verify_dataset_is_refused_before_converting(tmp_path, monkeypatch):
     from bireal_larq.export import core
 
