@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import time
 import traceback
 
@@ -39,6 +40,10 @@ flags.DEFINE_bool(
 )
 
 ROW_FILE = "study_row.json"
+
+
+class MissingRunError(ValueError):
+    """A configuration needs another one (its teacher) that has not finished."""
 TEST_IMAGES = 10_000  # the whole Fashion-MNIST / CIFAR test split
 
 
@@ -64,7 +69,10 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
             return json.load(f)
     for need in entry.needs:
         if not os.path.exists(os.path.join(runs_dir, need, ROW_FILE)):
-            raise ValueError(f"{entry.name!r} needs the finished run {need!r} first")
+            raise MissingRunError(
+                f"{entry.name!r} needs the finished run {need!r} first; run it with "
+                f"--only={need},{entry.name}"
+            )
     import tensorflow as tf
 
     from bireal_larq.data import get_dataset
@@ -295,6 +303,10 @@ def run_study(
         start = time.time()
         try:
             row = run_entry(entry, runs_dir, data_dir)
+        except (MissingRunError, FileNotFoundError) as err:  # a plain message is enough
+            failures.append(entry.name)
+            print(f"### {entry.name} failed: {err}", file=sys.stderr, flush=True)
+            continue
         except Exception:  # one failed configuration must not stop the others
             failures.append(entry.name)
             traceback.print_exc()

@@ -60,6 +60,18 @@ TINY_SUITE = textwrap.dedent('''
 ''')
 
 
+def test_a_row_whose_teacher_has_not_run_fails_with_a_message_not_a_traceback(tmp_path,
+                                                                            capsys):
+    suite_file = tmp_path / "study_tiny.py"
+    suite_file.write_text(TINY_SUITE)
+    suite = load_experiment(str(suite_file))
+    rows, failures = run_study("tiny", suite, str(tmp_path / "results"), only=["prelu"])
+    assert rows == [] and failures == ["prelu"]
+    err = capsys.readouterr().err
+    assert "'prelu' needs the finished run 'bireal' first; run it with --only=bireal,prelu" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.xdist_group("training_processes")
 def test_tiny_study_runs_resumes_and_tabulates(tmp_path):
     suite_file = tmp_path / "study_tiny.py"
