@@ -4,10 +4,11 @@ Op order of a training example (fixed; random ops draw from per-example / per-ba
 
   1. decode (+ the RandomResizedCrop window, fused into the JPEG decoder) or source tensor
   2. crop / resize to the model input
-  3. horizontal flip            4. rotation          5. AutoAugment (uint8), Cutout
+  3. horizontal flip            4. rotation          5. AutoAugment (uint8)
   then per batch (one pass over the batch, independent draws per image):
   6. -> float32 [0, 1]           7. colour jitter     8. PCA lighting
-  9. mean / std normalisation   10. one-hot label    11. mixup / cutmix (soft labels)
+  9. mean / std normalisation    9b. Cutout (a square of the normalised image set to 0)
+  10. one-hot label             11. mixup / cutmix (soft labels)
 
 Evaluation: decode -> resize the shorter side to image_size * r -> centre crop -> normalise.
 That same :func:`eval_preprocess` is what export verification and the inference API call.
@@ -143,7 +144,7 @@ def train_geometry(
     augment: AugmentConfig,
     cropped: bool = False,
 ) -> tf.Tensor:
-    """Steps 2-5 of one training example: crop / resize, flip, rotation, AutoAugment, Cutout.
+    """Steps 2-5 of one training example: crop / resize, flip, rotation, AutoAugment.
 
     Args:
         image: (H, W, C) in [0, 255] (uint8 or float32).
@@ -190,10 +191,6 @@ def train_geometry(
     if augment.autoaugment == "cifar10":
         pixels = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         image = tf.cast(autoaugment(pixels, s[3]), tf.float32)
-    # 5b. Cutout after the policy, as in AutoAugment's recipe; the mean pixel normalises to 0
-    if augment.cutout > 0:
-        fill = [255.0 * m for m in info.mean]
-        image = P.cutout(image, P.split_seed(s[3], 2)[1], augment.cutout, fill)
     image.set_shape([height, width, channels])
     return image
 
@@ -201,7 +198,7 @@ def train_geometry(
 def train_photometric(
     images: tf.Tensor, seed: tf.Tensor, info: DatasetInfo, augment: AugmentConfig
 ) -> tf.Tensor:
-    """Steps 6-9 on one image or a whole batch (independent draws per image).
+    """Steps 6-9b on one image or a whole batch (independent draws per image).
 
     Run per batch, these element-wise ops cost one pass over the batch instead of several
     small ops per example. Without colour jitter, [0, 1] scaling, lighting and normalisation
@@ -214,7 +211,8 @@ def train_photometric(
     Returns:
         normalised float32, same shape.
     """
-    jitter_seed, light_seed = P.split_seed(seed, 2)
+    # (the first two seeds are those of a split in two: adding Cutout moved no other draw)
+    jitter_seed, light_seed, cutout_seed = P.split_seed(seed, 3)
     mean = tf.constant(info.mean, tf.float32)
     inv_std = 1.0 / tf.constant(info.std, tf.float32)
     if augment.color_jitter:
@@ -232,7 +230,10 @@ def train_photometric(
     offset = -mean * inv_std
     if augment.lighting_alphastd > 0:
         offset = offset + P.lighting_shift(images, light_seed, augment.lighting_alphastd) * inv_std
-    return images * scale + offset
+    images = images * scale + offset
+    if augment.cutout > 0:  # [CO] on the normalised image, filled with 0 as in the paper
+        images = P.cutout(images, cutout_seed, augment.cutout, 0.0)
+    return images
 
 
 def train_preprocess(

@@ -216,28 +216,27 @@ def random_rotation(
     return out
 
 
-def cutout(image: tf.Tensor, seed: tf.Tensor, size: int, fill) -> tf.Tensor:
-    """Cutout [CO]: a ``size`` x ``size`` square, its centre uniform over the image and the
-    square clipped at the borders (so it can be smaller), is set to ``fill`` (per channel).
+def cutout(image: tf.Tensor, seed: tf.Tensor, size: int, fill=0.0) -> tf.Tensor:
+    """Cutout [CO]: in each image, a ``size`` x ``size`` square, its centre uniform over the
+    image and the square clipped at the borders (so it can be smaller), is set to ``fill``
+    (a scalar or one value per channel). The pipeline applies it to normalised images with
+    fill 0, as the paper does.
 
-    The paper zeroes the square of the normalised image; filling the pixels with the
-    normalisation mean gives that zero once the image is normalised.
+    Args:
+        image: (H, W, C) or a batch (N, H, W, C), independent squares per image.
     """
     if size == 0:
         return image
     shape = tf.shape(image)
-    height, width = shape[0], shape[1]
-    u = tf.random.stateless_uniform([2], seed)
-    cy = tf.cast(tf.floor(u[0] * tf.cast(height, tf.float32)), tf.int32)
-    cx = tf.cast(tf.floor(u[1] * tf.cast(width, tf.float32)), tf.int32)
+    height, width = shape[-3], shape[-2]
+    u = tf.random.stateless_uniform(tf.concat([shape[:-3], [2]], 0), seed)
+    cy = tf.cast(tf.floor(u[..., 0] * tf.cast(height, tf.float32)), tf.int32)[..., None]
+    cx = tf.cast(tf.floor(u[..., 1] * tf.cast(width, tf.float32)), tf.int32)[..., None]
     half = size // 2
-    rows = tf.range(height)[:, None]
-    cols = tf.range(width)[None, :]
-    inside = (
-        (rows >= cy - half) & (rows < cy + size - half)
-        & (cols >= cx - half) & (cols < cx + size - half)
-    )
-    fill = tf.cast(tf.broadcast_to(tf.constant(fill, tf.float32), [shape[2]]), image.dtype)
+    rows = (tf.range(height) >= cy - half) & (tf.range(height) < cy + size - half)
+    cols = (tf.range(width) >= cx - half) & (tf.range(width) < cx + size - half)
+    inside = rows[..., :, None] & cols[..., None, :]
+    fill = tf.cast(tf.broadcast_to(tf.constant(fill, tf.float32), shape[-1:]), image.dtype)
     return tf.where(inside[..., None], fill, image)
 
 
