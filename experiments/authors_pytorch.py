@@ -4,7 +4,8 @@ Adam with default betas, lr 1e-3 at batch 512 decayed linearly to 0 over 256 epo
 once per epoch), weight decay 0, label smoothing 0.1; RandomResizedCrop(224, 0.08-1) +
 Lighting(0.1) + flip; evaluation Resize(256) + CenterCrop(224). BiReal-50: batch 256, lr 5e-4.
 Trained from scratch, fully binary, one stage. The weights' gradient is the authors'
-(``magnitude_aware_sign_unscaled``: through clamp(W, -1, 1), not scaled by mean|W|).
+(``magnitude_aware_sign_unscaled``: through clamp(W, -1, 1), not scaled by mean|W|), and the
+latent weights are not clipped (``weight_clip=None``; the gradient window stays [-1, 1]).
 
 Command::
 
@@ -44,7 +45,9 @@ def get_config(model: str) -> TrainConfig:
     )
     return TrainConfig(
         model=model,
-        model_overrides={"kernel_quantizer": "magnitude_aware_sign_unscaled"},
+        # HardBinaryConv: the authors' gradient, through clamp(W, -1, 1), and no weight clipping
+        # (a weight past +-1 stops learning there instead of being clipped back)
+        model_overrides={"kernel_quantizer": "magnitude_aware_sign_unscaled", "weight_clip": None},
         dataset="imagenet2012",
         stages=(stage,),
         batch_size=batch,

@@ -138,7 +138,8 @@ def entries(runs_dir: str) -> list[StudyEntry]:
                    _config(shortcut="v3")),
         StudyEntry("label_smoothing", "trick 14: label smoothing 0.1",
                    _config([_stage(loss=LossConfig(label_smoothing=0.1))])),
-        StudyEntry("two_stage", "tricks 5/6/8: binary activations + real weights (wd 1e-5), "
+        StudyEntry("two_stage", "tricks 5/6/8: binary activations + real weights (wd 1e-5 on "
+                   "kernels; the catalogue's code decays every parameter), "
                    "then fully binary from it (wd 0, lr / 5), half the budget each",
                    _config([
                        _stage("stage1", epochs=half, weight_decay=1e-5,
@@ -203,6 +204,7 @@ def _combine(by_name: dict[str, StudyEntry], names: tuple[str, ...],
     # field -> changes of the parts of a stage that tricks change (merged field by field)
     parts = {part: {} for part in ("loss", "optimizer", "schedule", "augment")}
     weight_decay = base.weight_decay
+    scope: dict = {}
     for name in names:
         config = by_name[name].config
         if len(config.stages) != 1:
@@ -218,10 +220,12 @@ def _combine(by_name: dict[str, StudyEntry], names: tuple[str, ...],
                 if getattr(mine, field.name) != getattr(default, field.name):
                     _merge(changes, field.name, getattr(mine, field.name), name, part)
         weight_decay = max(weight_decay, stage.weight_decay)
+        if stage.weight_decay_scope != base.weight_decay_scope:
+            _merge(scope, "weight_decay_scope", stage.weight_decay_scope, name, "stage")
     if parts["schedule"].get("warmup_epochs"):
         parts["schedule"]["warmup_epochs"] = round(
             parts["schedule"]["warmup_epochs"] * epochs / BUDGET_EPOCHS, 6)
-    stage = _stage(epochs=epochs, weight_decay=weight_decay,
+    stage = _stage(epochs=epochs, weight_decay=weight_decay, **scope,
                    **{part: dataclasses.replace(getattr(base, part), **changes)
                       for part, changes in parts.items()})
     needs = (TEACHER_RUN,) if stage.loss.teacher is not None else ()

@@ -169,6 +169,14 @@ def test_best_combination_merges_every_change_of_its_tricks(tmp_path):
     with pytest.raises(ValueError,
                        match=r"epochs=6 is not one of the study's budgets \[2, 8, 16\]"):
         suite._combine(by_name, ("prelu",), epochs=6)
+    # a trick's weight-decay scope is kept with its decay, not dropped
+    prelu = by_name["prelu"]
+    decayed = dataclasses.replace(prelu.config.stages[0], weight_decay=1e-5,
+                                  weight_decay_scope="all")
+    by_name["decay_all"] = dataclasses.replace(
+        prelu, name="decay_all", config=dataclasses.replace(prelu.config, stages=(decayed,)))
+    (stage,) = suite._combine(by_name, ("decay_all", "one_stage_warmup")).config.stages
+    assert (stage.weight_decay, stage.weight_decay_scope) == (1e-5, "all")
     with pytest.raises(ValueError, match="'two_stage' has 2 stages"):
         suite._combine(by_name, ("prelu", "two_stage"))
     with pytest.raises(ValueError, match="'rsign_rprelu' sets model field 'activation' to "

@@ -317,7 +317,7 @@ def test_recipes_match_the_reference_values():
     authors = get_experiment("fmnist_authors_pytorch", "birealnet18_small")
     # the authors' weight gradient survives the Fashion-MNIST version's own overrides
     assert authors.model_overrides == {"kernel_quantizer": "magnitude_aware_sign_unscaled",
-                                       "base_filters": 32}
+                                       "weight_clip": None, "base_filters": 32}
     assert two.stages[0].weight_decay_scope == "all"  # the catalogue's Adam(model.parameters())
     assert two.stages[0].schedule.factors == (0.2,)
     assert stage_model_overrides(two, two.stages[0])["kernel_quantizer"] is None
