@@ -19,6 +19,7 @@ from bireal_larq.models.convert import convert_weights
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
+PARSER = parser_for(FLAGS)  # app.run's flags parser: no positional arguments
 flags.DEFINE_enum("source", None, ["pytorch", "larq_zoo"], "Checkpoint format.", flag_values=FLAGS)
 flags.DEFINE_string(
     "input", None, "Checkpoint to convert (.pth / .pth.tar / .h5).", flag_values=FLAGS
@@ -47,7 +48,7 @@ def main(argv):
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=parser_for(FLAGS))
+    app.run(main, flags_parser=PARSER)
 
 
 if __name__ == "__main__":

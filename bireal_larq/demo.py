@@ -27,6 +27,7 @@ from bireal_larq.export import read_report
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
+PARSER = parser_for(FLAGS)  # app.run's flags parser: no positional arguments
 flags.DEFINE_string(
     "output_dir", "runs/demo", "Where the run, the model and the report go.", flag_values=FLAGS
 )
@@ -192,7 +193,7 @@ def main(argv) -> None:
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=parser_for(FLAGS))
+    app.run(main, flags_parser=PARSER)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ validated on::
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,13 +75,14 @@ class Classifier:
         data_dir: str | None = None,
     ):
         self.path = os.fspath(tflite_path)
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or not (
+        if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or not (
             num_threads >= 1 or num_threads == -1
         ):
             raise ValueError(
                 f"num_threads={num_threads!r} is invalid; valid: an int >= 1, or -1 (the "
                 "interpreter's default)"
             )
+        num_threads = int(num_threads)
         flatbuffer = read_flatbuffer(self.path)
         self.backend = backend or default_backend()
         interpreter_options(self.backend)  # an unknown backend is a ValueError of its own

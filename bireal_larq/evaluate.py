@@ -15,6 +15,7 @@ from bireal_larq.training.evaluation import evaluate_checkpoint, find_run, write
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
+PARSER = parser_for(FLAGS)  # app.run's flags parser: no positional arguments
 flags.DEFINE_string(
     "checkpoint", None, "Run directory or weights file inside one.", flag_values=FLAGS
 )
@@ -48,7 +49,7 @@ def main(argv):
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=parser_for(FLAGS))
+    app.run(main, flags_parser=PARSER)
 
 
 if __name__ == "__main__":

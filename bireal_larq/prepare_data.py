@@ -23,6 +23,7 @@ from bireal_larq.data.sources import prepare, tfds_root
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
+PARSER = parser_for(FLAGS)  # app.run's flags parser: no positional arguments
 flags.DEFINE_enum(
     "dataset", "fashion_mnist", list(TFDS_DATASETS), "TFDS dataset to prepare.", flag_values=FLAGS
 )
@@ -46,7 +47,7 @@ def main(argv):
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=parser_for(FLAGS))
+    app.run(main, flags_parser=PARSER)
 
 
 if __name__ == "__main__":

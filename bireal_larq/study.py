@@ -25,6 +25,7 @@ from bireal_larq.cli import parser_for
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
+PARSER = parser_for(FLAGS)  # app.run's flags parser: no positional arguments
 flags.DEFINE_string(
     "suite", "fashion_mnist", "Study suite: experiments/study_<suite>.py.", flag_values=FLAGS
 )
@@ -341,7 +342,7 @@ def main(argv) -> None:
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=parser_for(FLAGS))
+    app.run(main, flags_parser=PARSER)
 
 
 if __name__ == "__main__":

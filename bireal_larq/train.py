@@ -40,6 +40,7 @@ from bireal_larq.training.recipes import with_epochs
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
+PARSER = parser_for(FLAGS)  # app.run's flags parser: no positional arguments
 flags.DEFINE_string(
     "model", None, "Registered model name (default: the experiment's).", flag_values=FLAGS
 )
@@ -219,7 +220,7 @@ def main(argv):
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=parser_for(FLAGS))
+    app.run(main, flags_parser=PARSER)
 
 
 if __name__ == "__main__":

@@ -66,28 +66,26 @@ def test_study_table_only_on_an_empty_results_dir(tmp_path):
 ])
 def test_a_stray_argument_is_an_error_not_dropped(module, argv, capsys):
     # "--overwrite false" used to mean --overwrite=true (absl) with "false" silently dropped.
-    from bireal_larq.cli import parser_for
-
-    cli = importlib.import_module(module)
-    parse = parser_for(cli.FLAGS, positional=1 if "benchmark" in module else 0)
+    cli = importlib.import_module(module)  # its PARSER is what its app.run uses
     with pytest.raises(SystemExit) as exit_info:
-        parse([module, *argv])
+        cli.PARSER([module, *argv])
     assert exit_info.value.code == 1
     assert f"Unexpected argument(s) [{argv[-1]!r}]" in capsys.readouterr().err
     cli.FLAGS.unparse_flags()
 
 
 def test_the_parser_keeps_the_positional_arguments_a_command_takes(capsys):
+    from bireal_larq import train
     from bireal_larq.benchmark import __main__ as bench
-    from bireal_larq.cli import parser_for
 
-    assert parser_for(bench.FLAGS, positional=1)(["b", "m.tflite", "--runs=3"]) == ["b", "m.tflite"]
+    assert bench.PARSER(["b", "m.tflite", "--runs=3"]) == ["b", "m.tflite"]
     assert bench.FLAGS.runs == 3
     bench.FLAGS.unparse_flags()
-    from bireal_larq import train
-
+    for name in CLIS:  # every CLI runs through its module's PARSER
+        source = open(importlib.import_module(name).__file__).read()
+        assert "app.run(main, flags_parser=PARSER)" in source, name
     with pytest.raises(SystemExit):
-        parser_for(train.FLAGS)(["train", "--output_dir=runs/x", "--overwrite", "false"])
+        train.PARSER(["train", "--output_dir=runs/x", "--overwrite", "false"])
     err = capsys.readouterr().err
     assert "Unexpected argument(s) ['false']" in err and "--overwrite=false" in err
     train.FLAGS.unparse_flags()
@@ -96,9 +94,8 @@ def test_the_parser_keeps_the_positional_arguments_a_command_takes(capsys):
 @pytest.mark.parametrize("flag", ["--steps_per_epoch=0", "--benchmark_runs=0"])
 def test_demo_refuses_a_zero_cap_instead_of_training_in_full(flag, capsys):
     from bireal_larq import demo
-    from bireal_larq.cli import parser_for
 
     with pytest.raises(SystemExit):
-        parser_for(demo.FLAGS)(["demo", flag])
+        demo.PARSER(["demo", flag])
     assert f"{flag.split('=')[0][2:]}" in capsys.readouterr().err
     demo.FLAGS.unparse_flags()

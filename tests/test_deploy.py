@@ -156,6 +156,7 @@ def test_default_backend_and_unknown_backend(exported):
     for bad in (0, -5, 2.5, True):
         with pytest.raises(ValueError, match=rf"num_threads={bad!r} is invalid; valid: an int"):
             Classifier(path, num_threads=bad)
+    assert Classifier(path, num_threads=np.int64(2)).predict(_images(1)).shape == (1, CLASSES)
     assert Classifier(path).backend == export.default_backend()
     with pytest.raises(ValueError, match=r"backend='fast' is invalid; valid: \['default'"):
         Classifier(path, backend="fast")

@@ -24,6 +24,7 @@ from bireal_larq.benchmark import BACKEND_CHOICES
 from bireal_larq.cli import parser_for
 
 FLAGS = flags.FlagValues()
+PARSER = parser_for(FLAGS, positional=1)  # app.run's flags parser: the .tflite path
 flags.DEFINE_integer("max_threads", 1, "Time with 1..N interpreter threads.", flag_values=FLAGS)
 flags.DEFINE_integer("warmup", 5, "Untimed runs before timing.", flag_values=FLAGS)
 flags.DEFINE_integer("runs", 30, "Timed runs per configuration.", flag_values=FLAGS)
@@ -38,7 +39,11 @@ flags.DEFINE_bool(
     "compare_float", False, "Also time the real-valued twin with XNNPACK.", flag_values=FLAGS
 )
 flags.DEFINE_string(
-    "model", None, "Registry name of the model (default: from the report).", flag_values=FLAGS
+    "model",
+    None,
+    "Registry name of the model, for the table (default: from the report; --compare_float "
+    "builds the report's model and refuses another name).",
+    flag_values=FLAGS,
 )
 flags.DEFINE_string(
     "lce_benchmark_model", None, "Path of LCE's benchmark binary to run too.", flag_values=FLAGS
@@ -143,4 +148,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parser_for(FLAGS, positional=1))
+    app.run(main, flags_parser=PARSER)

@@ -19,6 +19,7 @@ from absl import app, flags
 from bireal_larq.cli import parser_for
 
 FLAGS = flags.FlagValues()
+PARSER = parser_for(FLAGS)  # app.run's flags parser: no positional arguments
 flags.DEFINE_string(
     "checkpoint", None, "A run directory, or a weights file (needs --model).", flag_values=FLAGS
 )
@@ -100,4 +101,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parser_for(FLAGS))
+    app.run(main, flags_parser=PARSER)
