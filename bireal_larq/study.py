@@ -128,12 +128,14 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
 
 
 def finished_rows(entries, runs_dir: str) -> list[dict]:
+    """The stored rows of the finished configurations, described as the suite describes them
+    now (a clarified description needs no rerun; the measurements are the stored ones)."""
     rows = []
     for entry in entries:
         path = os.path.join(runs_dir, entry.name, ROW_FILE)
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                rows.append(json.load(f))
+                rows.append({**json.load(f), "description": entry.description})
     return rows
 
 

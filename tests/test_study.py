@@ -60,6 +60,19 @@ TINY_SUITE = textwrap.dedent('''
 ''')
 
 
+def test_the_table_describes_finished_rows_as_the_suite_does_now(tmp_path):
+    from bireal_larq.study import finished_rows
+
+    suite_file = tmp_path / "study_tiny.py"
+    suite_file.write_text(TINY_SUITE)
+    entries = load_experiment(str(suite_file)).entries(str(tmp_path))
+    (tmp_path / "bireal").mkdir()
+    (tmp_path / "bireal" / ROW_FILE).write_text(json.dumps(
+        {"name": "bireal", "description": "an older wording", "keras_top1": 0.5}))
+    (row,) = finished_rows(entries, str(tmp_path))
+    assert row == {"name": "bireal", "description": "plain", "keras_top1": 0.5}
+
+
 def test_a_row_whose_teacher_has_not_run_fails_with_a_message_not_a_traceback(tmp_path,
                                                                             capsys):
     suite_file = tmp_path / "study_tiny.py"
