@@ -132,6 +132,53 @@ def test_mismatches_are_errors():
         state_dict_to_numpy({"epoch": 1, "state_dict": {}})
 
 
+def test_weights_go_only_into_the_plain_torch_configuration():
+    net = torch_reference.build(18, WIDTH, CLASSES)
+    state = state_dict_to_numpy(net.state_dict())
+    for overrides, field in [(dict(pad_values=1.0), "pad_values"),
+                             (dict(kernel_quantizer="ste_sign"), "kernel_quantizer"),
+                             (dict(real_valued=True), "input_quantizer")]:
+        model = create_model("birealnet18_torch", base_filters=WIDTH, num_classes=CLASSES,
+                             input_shape=(64, 64, 3), **overrides)
+        with pytest.raises(ValueError, match=rf"differs in .*'{field}'.*another function"):
+            load_pytorch_state_dict(model, state)
+    # training-only settings and same-forward quantizers still take the weights
+    model = create_model("birealnet18_torch", base_filters=WIDTH, num_classes=CLASSES,
+                         input_shape=(64, 64, 3), weight_clip=None, bn_momentum=0.8,
+                         kernel_quantizer="magnitude_aware_sign_unscaled")
+    load_pytorch_state_dict(model, state)
+    compare(net, model, 18, seed=2)
+
+
+def test_odd_checkpoints_get_clear_errors(tmp_path):
+    state = torch_reference.build(18, WIDTH, CLASSES).state_dict()
+    with pytest.raises(ValueError, match=r"entry 'epoch' is a int, not a tensor.*"
+                       r"top-level keys: \['epoch', 'model'\]"):
+        state_dict_to_numpy({"epoch": 1, "model": state})
+    headless = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    torch.save(headless, tmp_path / "headless.pth")
+    with pytest.raises(ValueError, match=r"lacks \['fc.weight'\]"):
+        convert_weights("pytorch", str(tmp_path / "headless.pth"), None, str(tmp_path / "o.h5"))
+    (tmp_path / "zoo.h5").write_text("not hdf5")
+    with pytest.raises(ValueError, match="not an HDF5 weights file"):
+        convert_weights("larq_zoo", str(tmp_path / "zoo.h5"), None, str(tmp_path / "o.h5"))
+
+
+def test_an_output_named_weights_h5_reads_back_by_layer_name(tmp_path):
+    import h5py
+
+    net = torch_reference.build(18, WIDTH, CLASSES)
+    torch.save(net.state_dict(), tmp_path / "m.pth")
+    out = str(tmp_path / "converted.weights.h5")  # Keras would write its newer format here
+    result = convert_weights("pytorch", str(tmp_path / "m.pth"), None, out)
+    model = create_model(result["model"], input_shape=(64, 64, 3),
+                         **result["create_model_kwargs"], weights=out)
+    compare(net, model, 18, seed=3)
+    with h5py.File(out) as f:
+        names = {n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]}
+    assert {layer.name for layer in model.layers if layer.weights} <= names
+
+
 def test_cli_converts_and_reports_errors(tmp_path):
     net = torch_reference.build(18, WIDTH, CLASSES)
     torch.save(net.state_dict(), tmp_path / "m.pth")

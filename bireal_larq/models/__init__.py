@@ -11,7 +11,7 @@ from bireal_larq.models.registry import (
     list_models,
     register_model,
 )
-from bireal_larq.models.weights import load_weights, transfer_weights
+from bireal_larq.models.weights import load_weights, save_weights, transfer_weights
 
 __all__ = [
     "DEPTHS",
@@ -25,5 +25,6 @@ __all__ = [
     "load_weights",
     "real_valued_twin",
     "register_model",
+    "save_weights",
     "transfer_weights",
 ]

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from bireal_larq.models.config import DEPTHS
 from bireal_larq.models.registry import create_model, get_model_config
+from bireal_larq.models.weights import _TRAINING_ONLY, save_weights
 
 TORCH_BN_EPSILON = 1e-5
 _PTH_HINT = "reading .pth files needs PyTorch: pip install 'bireal_larq[pytorch]'"
@@ -70,6 +71,12 @@ def state_dict_to_numpy(obj, source: str = "checkpoint") -> dict[str, np.ndarray
         key = key[len("module.") :] if key.startswith("module.") else key
         if key.endswith("num_batches_tracked"):
             continue
+        if not (hasattr(value, "detach") or isinstance(value, np.ndarray | np.generic)):
+            raise ValueError(
+                f"{source}: entry {key!r} is a {type(value).__name__}, not a tensor; expected a "
+                "state dict of tensors, or a dict with a 'state_dict' entry (top-level keys: "
+                f"{sorted(map(str, obj))[:10]})"
+            )
         array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
         out[key] = array.astype(np.float32)
     return out
@@ -150,6 +157,35 @@ def _keys_for(kind: str, prefix: str) -> list[str]:
     return [f"{prefix}.weight"]
 
 
+# Fields a checkpoint does not fix (its width is read from it, BN epsilon is folded into the
+# weights) and quantizers with the same forward pass: a model differing from the plain
+# ``*_torch`` configuration in anything else computes another function with these weights.
+_FREE_FIELDS = ("base_filters", "bn_epsilon", *_TRAINING_ONLY)
+_SAME_FORWARD = {
+    "input_quantizer": ("approx_sign", "ste_sign"),
+    "kernel_quantizer": ("magnitude_aware_sign", "magnitude_aware_sign_unscaled"),
+}
+
+
+def _check_torch_architecture(model: tf.keras.Model, config, depth: int) -> None:
+    reference = get_model_config(f"birealnet{depth}_torch")
+    differ = {}
+    for field, value in config.to_dict().items():
+        expected = getattr(reference, field)
+        if field in _FREE_FIELDS or value == expected:
+            continue
+        if value in _SAME_FORWARD.get(field, ()) and expected in _SAME_FORWARD[field]:
+            continue
+        differ[field] = value
+    if differ:
+        raise ValueError(
+            f"The authors' PyTorch weights compute Bi-Real Net {depth} as "
+            f"birealnet{depth}_torch does; model {model.name!r} differs in {differ}, so the "
+            "weights would load but compute another function; valid: "
+            f"create_model('birealnet{depth}_torch', ...) with only training settings changed"
+        )
+
+
 def load_pytorch_state_dict(model: tf.keras.Model, state: Mapping[str, np.ndarray]) -> None:
     """Assigns an authors'-format state dict to a ``padding_alignment='torch'`` model.
 
@@ -172,6 +208,7 @@ def load_pytorch_state_dict(model: tf.keras.Model, state: Mapping[str, np.ndarra
             f"different function with PyTorch weights; use birealnet{depth}_torch (or "
             "padding_alignment='torch')"
         )
+    _check_torch_architecture(model, config, depth)
     mapping = _torch_names(depth)
     by_name = {layer.name: layer for layer in model.layers if layer.weights}
     if depth == 50:
@@ -228,6 +265,12 @@ def load_pytorch_state_dict(model: tf.keras.Model, state: Mapping[str, np.ndarra
 
 def pytorch_model_overrides(state: Mapping[str, np.ndarray]) -> dict:
     """The create_model arguments that a state dict implies: width and class count."""
+    absent = [k for k in ("conv1.weight", "fc.weight") if k not in state]
+    if absent:
+        raise ValueError(
+            f"Checkpoint lacks {absent}: a whole Bi-Real Net (stem conv1 and classifier fc) "
+            "is needed to read its width and class count"
+        )
     return {
         "base_filters": int(state["conv1.weight"].shape[0]),
         "num_classes": int(state["fc.weight"].shape[0]),
@@ -274,8 +317,7 @@ def convert_weights(
         depth = model.bireal_config.depth
     else:
         raise ValueError(f"Unknown source {source!r}; valid: 'pytorch', 'larq_zoo'")
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    model.save_weights(output_path)
+    save_weights(model, output_path)  # by name, readable back whatever the file is called
     return {
         "model": model_name,
         "create_model_kwargs": kwargs,
@@ -289,7 +331,14 @@ def _h5_dense_kernels(path: str) -> list[tuple[int, ...]]:
     import h5py
 
     shapes = []
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(
+            f"{path!r} is not an HDF5 weights file ({err}); valid: a larq-zoo BiRealNet .h5 "
+            "weights file"
+        ) from None
+    with f:
         group = f["model_weights"] if "model_weights" in f else f
 
         def visit(name, obj):

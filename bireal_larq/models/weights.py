@@ -28,8 +28,8 @@ def _h5_layer_names(path: str) -> list[str]:
             raise ValueError(
                 f"{path!r} was written by Keras's save_weights in its newer format (any path "
                 "ending in .weights.h5), which this loader does not read; valid: a file written "
-                "by bireal_larq.training.callbacks.save_weights or by training (by layer name), "
-                "or model.save_weights('NAME.h5') (Keras's by-name HDF5 format)"
+                "by bireal_larq.models.save_weights or by training (by layer name), or "
+                "model.save_weights('NAME.h5') (Keras's by-name HDF5 format)"
             )
         names = group.attrs.get("layer_names", [])
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
@@ -69,6 +69,22 @@ def _check_zoo_architecture(model: tf.keras.Model, path: str) -> None:
             "load but compute another function; valid: create_model('birealnet18', ...), or "
             "convert other checkpoints with bireal_larq.convert_weights"
         )
+
+
+def save_weights(model: tf.keras.Model, path: str) -> str:
+    """Writes ``model``'s weights to ``path`` as a by-name HDF5 file that :func:`load_weights`
+    reads, atomically.
+
+    Keras routes any ``*.weights.h5`` path to its new format, which matches layers by
+    position; the legacy HDF5 layout (written through a ``.h5`` temporary name) keeps the
+    layer names. The temporary file is renamed into place only when complete: a process
+    killed while writing leaves the previous file intact.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def load_weights(model: tf.keras.Model, path: str) -> None:

@@ -11,6 +11,8 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
+from bireal_larq.models import weights as models_weights
+
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the run stops without saving."""
@@ -24,20 +26,10 @@ def assert_finite(model: tf.keras.Model) -> None:
 
 
 def save_weights(model: tf.keras.Model, path: str) -> str:
-    """Writes ``model``'s weights to ``path`` as a by-name HDF5 file, atomically.
-
-    Keras routes any ``*.weights.h5`` path to its new format, which matches layers by
-    position; the legacy HDF5 layout (written through a ``.h5`` temporary name) keeps the
-    layer names, so a twin or a float32 rebuild loads it by name. The temporary file is
-    renamed into place only when complete: a process killed while writing leaves the
-    previous file intact.
-    """
+    """:func:`bireal_larq.models.save_weights` (by-name HDF5, atomic) of finite weights only,
+    so a twin or a float32 rebuild loads it by name."""
     assert_finite(model)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, path)
-    return path
+    return models_weights.save_weights(model, path)
 
 
 def load_weights(model: tf.keras.Model, path: str) -> None:
