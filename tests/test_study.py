@@ -128,12 +128,24 @@ def test_fashion_mnist_suite_lists_every_trick(tmp_path):
     assert [e.binary for e in entries[:2]] == [False, False]
     teacher = names.index(suite.TEACHER_RUN)
     assert suite.TEACHER_RUN == "real_valued_twin_long" and not entries[teacher].binary
+    # One row, the 16-epoch combination once more, distils from the 16-epoch twin instead
+    # (its own budget's), which runs before it.
+    own = "best_combination_16ep" + suite.TEACHER_SUFFIX
     for i, entry in enumerate(entries):
+        run = suite.MAX_TWIN_RUN if entry.name == own else suite.TEACHER_RUN
         for stage in entry.config.stages:
             if stage.loss.teacher is not None:
-                assert i > teacher and entry.needs == (suite.TEACHER_RUN,), entry.name
-                assert stage.loss.teacher.weights.endswith(
-                    f"{suite.TEACHER_RUN}/model.weights.h5")
+                assert i > names.index(run) and entry.needs == (run,), entry.name
+                assert stage.loss.teacher.weights.endswith(f"{run}/model.weights.h5")
+    assert names[-1] == own and entries[-1].needs == (suite.MAX_TWIN_RUN,)
+    by_name = {e.name: e for e in entries}
+    # It differs from best_combination_16ep in its teacher only.
+    same = by_name["best_combination_16ep"].config
+    mine = entries[-1].config
+    assert mine.model_overrides == same.model_overrides
+    assert dataclasses.replace(mine.stages[0], loss=dataclasses.replace(
+        mine.stages[0].loss, teacher=same.stages[0].loss.teacher)) == same.stages[0]
+    assert mine.stages[0].loss.teacher != same.stages[0].loss.teacher
     for trick in ("bireal", "bireal_seed1", "bireal_seed2", "prelu", "single_skip",
                   "downsample_v1", "downsample_v3", "label_smoothing", "two_stage",
                   "one_stage_warmup", "kd_kl", "kd_features", "mixup", "channel_attention",
@@ -145,7 +157,7 @@ def test_fashion_mnist_suite_lists_every_trick(tmp_path):
     long = {e.name for e in entries if e.config.total_epochs == suite.LONG_EPOCHS}
     assert long == {"best_combination_long", "real_valued_twin_long"}
     longest = {e.name: e for e in entries if e.config.total_epochs == suite.MAX_EPOCHS}
-    assert sorted(longest) == ["best_combination_16ep", "real_valued_twin_16ep"]
+    assert sorted(longest) == ["best_combination_16ep", own, "real_valued_twin_16ep"]
     assert longest["best_combination_16ep"].needs == (suite.TEACHER_RUN,)
     assert not longest["real_valued_twin_16ep"].binary
     long |= set(longest)
@@ -272,3 +284,18 @@ def test_each_single_trick_changes_exactly_what_it_names(tmp_path):
     assert by_name["bireal_seed1"] == dataclasses.replace(base, seed=1)
     runs = [json.dumps(c.to_dict(), sort_keys=True) for c in by_name.values()]
     assert len(set(runs)) == len(runs)
+
+
+def test_combination_teacher_replaces_the_tricks_teacher(tmp_path):
+    suite = load_experiment("study_fashion_mnist")
+    by_name = {e.name: e for e in suite.entries(str(tmp_path))}
+    other = suite._teacher(str(tmp_path), "some_twin")
+    combined = suite._combine(by_name, ("kd_kl", "prelu"), epochs=suite.MAX_EPOCHS,
+                              teacher=("some_twin", other))
+    assert combined.name == "best_combination_16ep" + suite.TEACHER_SUFFIX
+    assert combined.needs == ("some_twin",)
+    assert combined.config.stages[0].loss.teacher == other
+    assert "teacher some_twin" in combined.description
+    # No trick of the combination distils: a teacher has nothing to replace.
+    with pytest.raises(ValueError, match="none of .* distils"):
+        suite._combine(by_name, ("prelu", "pad_one"), teacher=("some_twin", other))
