@@ -22,6 +22,7 @@ import tensorflow as tf
 from bireal_larq.export import flatbuffer as fb
 from bireal_larq.models import get_entry, list_models
 from bireal_larq.models.layers import iter_layers
+from bireal_larq.runs import jsonable
 
 TARGETS = ("arm", "xcore")
 BCONV_OP = "LceBconv2d"
@@ -178,23 +179,11 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
 def write_report(path: str, report: dict[str, Any]) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(_jsonable(report), f, indent=2)
+        json.dump(jsonable(report), f, indent=2)
         f.write("\n")
     os.replace(tmp, path)
     return path

@@ -32,9 +32,9 @@ import tensorflow as tf
 
 from bireal_larq.models import create_model, get_model_config
 from bireal_larq.models.config import BiRealConfig, real_valued_twin
-from bireal_larq.runs import FINAL_WEIGHTS, RUN_CONFIG, write_run_config
+from bireal_larq.runs import FINAL_WEIGHTS, RUN_CONFIG, jsonable, write_run_config
 from bireal_larq.training import callbacks as cb
-from bireal_larq.training.config import StageConfig, TeacherConfig, TrainConfig, _jsonable
+from bireal_larq.training.config import StageConfig, TeacherConfig, TrainConfig
 from bireal_larq.training.data import (
     DatasetFn,
     dataset_info,
@@ -119,9 +119,9 @@ def _with_added_defaults(previous: Any, config: Any) -> Any:
         if f.name in filled:
             filled[f.name] = _with_added_defaults(filled[f.name], getattr(config, f.name))
         elif f.default is not dataclasses.MISSING:
-            filled[f.name] = json.loads(json.dumps(_jsonable(f.default)))
+            filled[f.name] = json.loads(json.dumps(jsonable(f.default)))
         elif f.default_factory is not dataclasses.MISSING:
-            filled[f.name] = json.loads(json.dumps(_jsonable(f.default_factory())))
+            filled[f.name] = json.loads(json.dumps(jsonable(f.default_factory())))
     return filled
 
 
