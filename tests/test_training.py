@@ -23,6 +23,7 @@ from bireal_larq.training import (
     build_schedule,
     compile_for_recipe,
     get_experiment,
+    get_strategy,
     list_experiments,
     load_weights,
     losses,
@@ -604,3 +605,41 @@ def test_run_training_chains_stages_and_writes_the_run_directory(tmp_path):
         saved["model"], input_shape=SHAPE, num_classes=4, **saved["stage_model_overrides"]["twin"]
     )
     load_weights(twin, str(tmp_path / "stages" / "01_twin" / "stage.weights.h5"))
+
+
+def test_mixed_precision_run_on_the_default_strategy(tmp_path):
+    # "one_device" (and "auto" on one GPU or CPU) is TF's default strategy, which has no
+    # device list: the policy must still be chosen, not crash the run after its checks.
+    config = TrainConfig(
+        model="birealnet18_small",
+        dataset="synthetic",
+        model_overrides={"base_filters": 8},
+        input_shape=SHAPE,
+        num_classes=4,
+        dataset_kwargs={"image_shape": SHAPE, "num_examples": {"train": 32, "test": 16}},
+        batch_size=16,
+        stages=(StageConfig("binary", 1),),
+        strategy="one_device",
+        mixed_precision=True,
+    )
+    summary = run_training(config, str(tmp_path), verbose=0)
+    assert np.isfinite(summary["top1"])
+    with open(tmp_path / "config.json") as f:
+        assert json.load(f)["dtype_policy"] == "mixed_bfloat16"  # CPU: bfloat16
+    assert tf.keras.mixed_precision.global_policy().name == "float32"  # restored
+
+
+@pytest.mark.parametrize("value, match", [
+    ("", None),  # set but empty: as if unset
+    ("{not json", "TF_CONFIG is not valid JSON"),
+    ("[]", "TF_CONFIG must be a JSON object"),
+])
+def test_tf_config_is_read_with_clear_errors(monkeypatch, value, match):
+    monkeypatch.setenv("TF_CONFIG", value)
+    if match is None:
+        assert get_strategy("one_device") is tf.distribute.get_strategy()
+        with pytest.raises(ValueError, match="needs TF_CONFIG describing the cluster"):
+            get_strategy("multi_worker")
+    else:
+        with pytest.raises(ValueError, match=match):
+            get_strategy("auto")

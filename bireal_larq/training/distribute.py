@@ -37,7 +37,7 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; valid: {list(STRATEGIES)}")
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster")
+    cluster = _tf_config().get("cluster")
     if name == "auto" and cluster:
         name = "multi_worker"
     if name == "multi_worker":
@@ -70,6 +70,35 @@ def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     return tf.distribute.TPUStrategy(resolver)
 
 
+def _tf_config() -> dict:
+    """The parsed ``TF_CONFIG`` ({} when unset or empty).
+
+    Raises:
+        ValueError: ``TF_CONFIG`` is not a JSON object.
+    """
+    text = os.environ.get("TF_CONFIG") or "{}"
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({e}): {text[:200]!r}; valid: a JSON "
+                         'object such as {"cluster": {"worker": ["127.0.0.1:12345", ...]}, '
+                         '"task": {"type": "worker", "index": 0}}, or unset') from None
+    if not isinstance(config, dict):
+        raise ValueError(f"TF_CONFIG must be a JSON object with 'cluster' and 'task', got "
+                         f"{type(config).__name__}: {text[:200]!r}")
+    return config
+
+
+def worker_devices(strategy: tf.distribute.Strategy) -> list[str]:
+    """The devices ``strategy`` computes on; for the default strategy (``one_device``), the
+    first GPU, else the CPU."""
+    try:
+        return list(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy has no device list
+        gpus = tf.config.list_logical_devices("GPU")
+        return [(gpus or tf.config.list_logical_devices("CPU"))[0].name]
+
+
 def check_batch_size(strategy: tf.distribute.Strategy, batch_size: int) -> int:
     """The per-replica batch size; the global ``batch_size`` must split evenly.
 
@@ -94,7 +123,7 @@ def mixed_precision_policy(strategy: tf.distribute.Strategy) -> str:
     """
     if isinstance(strategy, tf.distribute.TPUStrategy):
         return "mixed_bfloat16"
-    devices = strategy.extended.worker_devices
+    devices = worker_devices(strategy)
     if any("GPU" in d.upper() for d in devices):
         return "mixed_float16"
     log.warning("mixed precision on CPU: using mixed_bfloat16 (float16 has no fast CPU kernels)")
