@@ -965,3 +965,25 @@ def test_pipeline_under_two_replica_strategy(folder):
     # synthetic: 16 examples, 2 pipelines of 8, 2 per replica -> 4 steps; folder: 12 -> 3.
     assert "synthetic steps 4" in result.stdout and "imagefolder steps 3" in result.stdout
     assert result.stdout.strip().endswith("OK")
+
+
+def test_imagefolder_labels_index_the_given_class_list(folder, tmp_path):
+    # A run's classes.json, not the folders that happen to be in this val/, fixes the labels.
+    names = ["ant", "cat", "dog", "emu"]
+    ds, n = D.get_dataset("imagefolder", "test", batch_size=8, training=False, data_dir=folder,
+                          image_size=16, num_classes=4, class_names=names)
+    (_, y), = list(ds)
+    assert n == 6 and y.shape == (6, 4)
+    np.testing.assert_array_equal(y.numpy().argmax(axis=1), [1, 1, 2, 2, 3, 3])
+    # A folder the class list lacks is refused by name, never given another class's index.
+    with pytest.raises(ValueError, match=r"val/emu is a class missing from the class list"):
+        D.get_dataset("imagefolder", "test", batch_size=8, training=False, data_dir=folder,
+                      class_names=["cat", "dog"])
+    for bad in ("cat", [], ["cat", "cat"], ["cat", 1]):
+        with pytest.raises(ValueError, match="class_names=.* is invalid"):
+            D.get_dataset("imagefolder", "test", batch_size=8, training=False,
+                          data_dir=folder, class_names=bad)
+    with pytest.raises(ValueError, match=r"Unknown option\(s\) \['class_names'\] for 'cifar10'"):
+        D.get_dataset("cifar10", "test", batch_size=8, training=False, class_names=names)
+    with pytest.raises(ValueError, match="imagefolder needs data_dir"):
+        D.get_dataset("imagefolder", "test", batch_size=8, training=False, class_names=names)

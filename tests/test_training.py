@@ -643,3 +643,42 @@ def test_tf_config_is_read_with_clear_errors(monkeypatch, value, match):
     else:
         with pytest.raises(ValueError, match=match):
             get_strategy("auto")
+
+
+def test_evaluating_a_run_on_an_image_folder_uses_the_runs_classes(tmp_path):
+    import shutil
+
+    from data_helpers import make_image_folder
+
+    from bireal_larq import data, runs
+    from bireal_larq.training.evaluation import evaluate_checkpoint
+
+    shape = (16, 16, 3)
+    model = create_model("birealnet18_small", input_shape=shape, num_classes=3, base_filters=8)
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save_weights(str(run / "final.h5"))
+    os.replace(run / "final.h5", run / runs.FINAL_WEIGHTS)
+    runs.write_run_config(str(run), {
+        "model": "birealnet18_small", "input_shape": list(shape), "num_classes": 3,
+        "dataset": "imagefolder", "model_overrides": {"base_filters": 8},
+    })
+    data.save_class_names(str(run), ["cat", "dog", "emu"])
+    # Another folder with val/ only, and without cat: its dogs are still class 1, not 0.
+    root = make_image_folder(str(tmp_path / "all"), val_per_class=2)
+    subset = tmp_path / "subset"
+    for name in ("dog", "emu"):
+        shutil.copytree(os.path.join(root, "val", name), subset / "val" / name)
+    result = evaluate_checkpoint(str(run), data_dir=str(subset), batch_size=4)
+    ds, _ = data.get_dataset("imagefolder", "test", batch_size=4, training=False,
+                             data_dir=str(subset), image_size=16, class_names=["cat", "dog",
+                                                                               "emu"])
+    probs = np.concatenate([model.predict(x, verbose=0) for x, _ in ds])
+    labels = np.concatenate([y.numpy().argmax(axis=1) for _, y in ds])
+    np.testing.assert_array_equal(labels, [1, 1, 2, 2])
+    assert result["examples"] == 4
+    assert result["top1"] == pytest.approx(float(np.mean(probs.argmax(axis=1) == labels)))
+    # A class the model never saw is an error naming the folder.
+    shutil.copytree(os.path.join(root, "val", "cat"), subset / "val" / "fox")
+    with pytest.raises(ValueError, match=r"val/fox is a class missing from the class list"):
+        evaluate_checkpoint(str(run), data_dir=str(subset), batch_size=4)

@@ -184,8 +184,8 @@ def imagefolder_files(root: str, split: str, classes: list[str]) -> tuple[list[s
         if class_dir not in index:
             raise ValueError(
                 f"{os.path.join(split_dir, class_dir)} is a class missing from the class list "
-                f"({len(classes)} classes, taken from train/); valid: the same class folders "
-                "in train/ and val/"
+                f"({len(classes)} classes: train/'s folders, or the run's classes.json when "
+                "evaluating a run); valid: class folders the model knows, with the same names"
             )
         found = 0
         for entry in sorted(os.scandir(os.path.join(split_dir, class_dir)), key=lambda e: e.name):

@@ -28,7 +28,6 @@ from bireal_larq.data.info import (
     DatasetInfo,
     check_name,
     dataset_info,
-    imagefolder_classes,
     imagefolder_files,
 )
 from bireal_larq.data.mixing import mix_batch
@@ -368,7 +367,9 @@ def get_dataset(
             instead of failing on the first one.
         max_skip_fraction: with ``skip_corrupt``, fail once more than this fraction of the
             images of a pass was unreadable.
-        **source_kwargs: synthetic: ``image_shape``, ``num_examples``; all: ``shuffle_buffer``.
+        **source_kwargs: synthetic: ``image_shape``, ``num_examples``; imagefolder:
+            ``class_names`` (the class list the labels index, e.g. a run's ``classes.json``;
+            default the folders of train/, else val/); all: ``shuffle_buffer``.
 
     Returns:
         (dataset, number of examples in the split).
@@ -386,10 +387,17 @@ def get_dataset(
         if image_size is not None and "image_shape" not in source_kwargs:
             h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
             source_kwargs["image_shape"] = (h, w, 3)
+    elif name == "imagefolder" and set(source_kwargs) <= {"class_names"}:
+        names = source_kwargs.get("class_names")
+        if names is not None and (
+            isinstance(names, str) or not names or not all(isinstance(n, str) for n in names)
+            or len(set(names)) != len(names)
+        ):
+            raise ValueError(f"class_names={names!r} is invalid; valid: a list of distinct "
+                             "folder names (index = position), e.g. a run's classes.json")
     elif source_kwargs:
-        raise ValueError(
-            f"Unknown option(s) {sorted(source_kwargs)} for {name!r}; valid: shuffle_buffer"
-        )
+        valid = "shuffle_buffer" + (", class_names" if name == "imagefolder" else "")
+        raise ValueError(f"Unknown option(s) {sorted(source_kwargs)} for {name!r}; valid: {valid}")
     info = dataset_info(name, data_dir=data_dir, **source_kwargs).with_image_size(image_size)
     if num_classes is not None and num_classes != info.num_classes:
         raise ValueError(
@@ -413,7 +421,11 @@ def get_dataset(
     # 1. source -> (name, payload, label) for encoded images, else (image, label)
     encoded = name in ("imagenet2012", "imagefolder")
     if name == "imagefolder":
-        paths, labels = imagefolder_files(data_dir, split, list(imagefolder_classes(data_dir)))
+        if not data_dir:
+            raise ValueError("imagefolder needs data_dir: a directory holding train/ and val/, "
+                             "each with one sub-folder of images per class")
+        # The class list of the info: a run's classes.json when given, else train/'s folders.
+        paths, labels = imagefolder_files(data_dir, split, list(info.class_names))
         count = len(paths)
         ds = tf.data.Dataset.from_tensor_slices((paths, paths, labels))
         if num_pipelines > 1:

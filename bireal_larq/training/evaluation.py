@@ -37,7 +37,7 @@ def evaluate_checkpoint(
         FileNotFoundError: no run directory holds ``checkpoint``, or its data is missing.
         ValueError: an unknown dataset, or one whose images do not fit the model.
     """
-    from bireal_larq.data import AugmentConfig, get_dataset
+    from bireal_larq.data import CLASSES_FILE, AugmentConfig, get_dataset, load_class_names
 
     run_dir, weights, stage = find_run(checkpoint)
     model, config = model_from_run(run_dir, weights, stage=stage)
@@ -47,6 +47,10 @@ def evaluate_checkpoint(
     kwargs.pop("shuffle_buffer", None)
     if same and config.get("skip_corrupt"):
         kwargs.update(skip_corrupt=True, max_skip_fraction=config["max_skip_fraction"])
+    if dataset == "imagefolder" and os.path.isfile(os.path.join(run_dir, CLASSES_FILE)):
+        # The labels index the classes the model was trained on, not the folders that happen
+        # to be in this val/ (one missing or extra folder would shift every index after it).
+        kwargs["class_names"] = load_class_names(run_dir)
     ratio = eval_resize_ratio(config, stage)
     if ratio is not None:  # the ratio the run was validated with (trick 18)
         kwargs["augment"] = AugmentConfig(eval_resize_ratio=ratio)
