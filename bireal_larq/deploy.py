@@ -10,6 +10,10 @@ validated on::
     clf.classify(["shoe.png", "shirt.jpg"])      # file paths
     clf.classify(uint8_image)                    # one (H, W, C) array or a batch (N, H, W, C)
     clf.predict(preprocessed_batch)              # float32 model inputs, shape checked exactly
+
+Float32 inputs that look like pixels rather than normalised model inputs (values above a few
+units, or all within [0, 1] as ``x / 255`` or ``plt.imread`` give) are refused: pass such images
+as uint8, or ``preprocessed=True`` when they really are model inputs.
 """
 
 from __future__ import annotations
@@ -179,8 +183,14 @@ class Classifier:
             raise ValueError(f"{what} is a {type(item).__name__}; expected {self._expected()}")
         return item
 
-    def preprocess(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
+    def preprocess(
+        self, images: ImageInput | Sequence[ImageInput], *, preprocessed: bool = False
+    ) -> np.ndarray:
         """Any accepted input -> float32 model inputs ``(N, H, W, C)``.
+
+        ``preprocessed=True`` says float32 inputs are model inputs whatever their values
+        (only their shape is checked); by default float32 inputs that look like pixels (far
+        beyond the normalised range, or all within [0, 1]) are refused.
 
         Raises:
             ValueError: wrong rank, dtype, size or channel count, or an unreadable file (the
@@ -190,14 +200,18 @@ class Classifier:
         if isinstance(images, list | tuple):
             if not images:
                 raise ValueError(f"No images given; expected {self._expected()}")
-            return np.concatenate(
-                [self.preprocess(self._as_array(x, f"images[{i}]")) for i, x in enumerate(images)]
-            )
+            return np.concatenate([
+                self.preprocess(self._as_array(x, f"images[{i}]"), preprocessed=preprocessed)
+                for i, x in enumerate(images)
+            ])
         array = self._as_array(images, "the input")
         if array.dtype == np.uint8:
+            if preprocessed:
+                raise ValueError("preprocessed=True, but the input is uint8 (raw pixels); "
+                                 "valid: float32 model inputs, or preprocessed=False")
             return self._raw_batch(array, "the image")
         if array.dtype == np.float32:
-            return self._check_model_input(array)
+            return self._check_model_input(array, preprocessed)
         raise ValueError(
             f"The input has dtype {array.dtype}; expected {self._expected()} (raw images must be "
             "uint8 in [0, 255])"
@@ -215,35 +229,56 @@ class Classifier:
         )
         return bound, max(20.0, 4.0 * bound)
 
-    def _check_model_input(self, array: np.ndarray) -> np.ndarray:
+    def _check_model_input(self, array: np.ndarray, preprocessed: bool) -> np.ndarray:
         batch = array[np.newaxis] if array.ndim == 3 else array
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"float32 input of shape {array.shape} does not match the model input "
                 f"(N, {', '.join(map(str, self.input_shape))}); expected {self._expected()}"
             )
-        bound, limit = self._input_limit()
         peak = float(np.max(np.abs(batch))) if batch.size else 0.0
-        if not np.isfinite(peak) or peak > limit:
+        if not np.isfinite(peak):
+            raise ValueError("float32 input holds NaN or infinity; expected finite model inputs")
+        if preprocessed:
+            return batch
+        bound, limit = self._input_limit()
+        # (All zeros, the mean image in model inputs, is the one such input taken as is.)
+        if 0.0 < peak <= 1.0 and float(np.min(batch)) >= 0.0:
+            raise ValueError(
+                "float32 input lies within [0, 1]: that looks like pixels scaled to [0, 1] "
+                "(x / 255, plt.imread, tf.image.convert_image_dtype), not model inputs, which "
+                f"are mean/std normalised (about [-{bound:.3g}, {bound:.3g}]); pass raw images "
+                "as uint8 in [0, 255] (e.g. np.round(x * 255).astype(np.uint8)), or "
+                "preprocessed=True if these are model inputs"
+            )
+        if peak > limit:
             raise ValueError(
                 f"float32 input reaches |x| = {peak:.4g}, but preprocessed model inputs lie "
                 f"within about [-{bound:.3g}, {bound:.3g}] (mean/std normalised): these look "
                 "like raw pixels; pass raw images as uint8 in [0, 255], or preprocess them "
-                "with Classifier.preprocess"
+                "with Classifier.preprocess (or preprocessed=True if these are model inputs)"
             )
         return batch
 
-    def predict(self, images: ImageInput | Sequence[ImageInput]) -> np.ndarray:
-        """Class probabilities ``(N, num_classes)`` for any accepted input."""
-        return run_flatbuffer(self._interpreter, self.preprocess(images))
+    def predict(
+        self, images: ImageInput | Sequence[ImageInput], *, preprocessed: bool = False
+    ) -> np.ndarray:
+        """Class probabilities ``(N, num_classes)`` for any accepted input (``preprocessed``:
+        see :meth:`preprocess`)."""
+        return run_flatbuffer(
+            self._interpreter, self.preprocess(images, preprocessed=preprocessed)
+        )
 
     def classify(
-        self, images: ImageInput | Sequence[ImageInput], top_k: int = 1
+        self, images: ImageInput | Sequence[ImageInput], top_k: int = 1, *,
+        preprocessed: bool = False,
     ) -> list[Prediction]:
         """The top ``top_k`` classes of every image (one :class:`Prediction` per image)."""
-        if not isinstance(top_k, int) or not 1 <= top_k <= self.num_classes:
-            raise ValueError(f"top_k={top_k!r} is invalid; valid: 1..{self.num_classes}")
-        probabilities = self.predict(images)
+        if (not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool)
+                or not 1 <= top_k <= self.num_classes):
+            raise ValueError(f"top_k={top_k!r} is invalid; valid: an int in "
+                             f"1..{self.num_classes}")
+        probabilities = self.predict(images, preprocessed=preprocessed)
         predictions = []
         for row in probabilities:
             order = np.argsort(-row, kind="stable")[:top_k]
@@ -261,6 +296,9 @@ def classify(
     *,
     dataset: str | None = None,
     top_k: int = 1,
+    preprocessed: bool = False,
 ) -> list[Prediction]:
     """One-shot :meth:`Classifier.classify`."""
-    return Classifier(tflite_path, dataset=dataset).classify(images, top_k=top_k)
+    return Classifier(tflite_path, dataset=dataset).classify(
+        images, top_k=top_k, preprocessed=preprocessed
+    )

@@ -85,8 +85,19 @@ def test_float32_inputs_are_taken_as_preprocessed_and_shape_checked(exported):
     raw = _images(2).astype(np.float32)
     with pytest.raises(ValueError, match=r"reaches \|x\| = 2\d\d.*look like raw pixels.*uint8"):
         clf.predict(raw)
-    with pytest.raises(ValueError, match=r"reaches \|x\| = nan"):
+    with pytest.raises(ValueError, match=r"NaN or infinity"):
         clf.predict(np.full((1, *SHAPE), np.nan, np.float32))
+    # Pixels scaled to [0, 1] (x / 255, plt.imread) are not model inputs either (they were
+    # taken for them, silently: other probabilities, another top-1).
+    with pytest.raises(ValueError, match=r"within \[0, 1\].*uint8.*preprocessed=True"):
+        clf.classify(_images(2).astype(np.float32) / 255)
+    # preprocessed=True takes float32 inputs as model inputs whatever their values.
+    scaled = _images(2).astype(np.float32) / 255
+    np.testing.assert_allclose(clf.predict(scaled, preprocessed=True),
+                               model(scaled, training=False).numpy(), atol=1e-5)
+    assert clf.classify(raw, preprocessed=True)[0].index in range(CLASSES)
+    with pytest.raises(ValueError, match="preprocessed=True, but the input is uint8"):
+        clf.predict(_images(1), preprocessed=True)
 
 
 @pytest.mark.parametrize(
@@ -138,8 +149,12 @@ def test_dataset_and_class_name_mismatches(exported, tmp_path):
     with pytest.raises(ValueError, match="pass Classifier\\(..., dataset=NAME\\)"):
         clf.predict(_images(1))
     assert clf.predict(np.zeros((1, *SHAPE), np.float32)).shape == (1, CLASSES)
-    with pytest.raises(ValueError, match="top_k=9 is invalid; valid: 1..4"):
+    with pytest.raises(ValueError, match="top_k=9 is invalid; valid: an int in 1..4"):
         clf.classify(np.zeros((1, *SHAPE), np.float32), top_k=9)
+    for bad in (True, 2.0):
+        with pytest.raises(ValueError, match="top_k=.* is invalid"):
+            clf.classify(np.zeros((1, *SHAPE), np.float32), top_k=bad)
+    assert len(clf.classify(np.zeros((1, *SHAPE), np.float32), top_k=np.int64(2))[0].top_k) == 2
 
 
 @pytest.mark.parametrize("backend", export.BACKENDS)
