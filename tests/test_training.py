@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import larq as lq
 import numpy as np
@@ -402,9 +404,36 @@ def test_an_unreadable_training_image_stops_the_run_by_name_or_is_skipped(tmp_pa
     lenient = config(skip_corrupt=True, max_skip_fraction=0.1)
     summary = run_training(lenient, str(tmp_path / "skip"), verbose=0)
     assert summary["epochs"] == 2
-    # Evaluating the run later skips (and counts) the same way it trained.
+    # Evaluating the run later skips (and counts) the same way it trained; the skipped image
+    # is not counted as evaluated, and the whole pass is still the run's result file.
+    from bireal_larq.training.evaluation import result_name
+
     evaluation = evaluate_checkpoint(str(tmp_path / "skip"), batch_size=4)
     assert 0.0 <= evaluation["top1"] <= 1.0
+    assert (evaluation["examples"], evaluation["skipped"], evaluation["test_examples"]) == (
+        12, 1, 13)
+    assert result_name(evaluation, str(tmp_path / "skip"), 13) == "eval_imagefolder.json"
+    # Asked not to skip, it stops naming the file: the data package's error, not TF's.
+    with pytest.raises(CorruptImageError, match=rf"Cannot decode image {broken}.*evaluate"):
+        evaluate_checkpoint(str(tmp_path / "skip"), batch_size=4, skip_corrupt=False)
+    with pytest.raises(ValueError, match="max_skip_fraction only applies with skip_corrupt"):
+        evaluate_checkpoint(str(tmp_path / "skip"), batch_size=4, skip_corrupt=False,
+                            max_skip_fraction=0.5)
+    # The command line: exit status 4 and the message, no traceback; --skip_corrupt skips.
+    from test_train_support import ROOT, env
+
+    def evaluate_cli(*flags):
+        return subprocess.run(
+            [sys.executable, "-m", "bireal_larq.evaluate", f"--checkpoint={tmp_path}/skip",
+             "--batch_size=4", *flags], cwd=ROOT, env=env(), capture_output=True, text=True,
+            timeout=300)
+
+    strict = evaluate_cli("--noskip_corrupt")
+    assert strict.returncode == 4, strict.stderr[-2000:]
+    assert "ERROR: Cannot decode image" in strict.stderr and "Traceback" not in strict.stderr
+    lenient = evaluate_cli("--skip_corrupt", "--max_skip_fraction=0.2", "--steps=100")
+    assert lenient.returncode == 0, lenient.stderr[-2000:]
+    assert "12 images, 1 unreadable skipped" in lenient.stdout
     with pytest.raises(CorruptImageError, match=r"1 of 13 images were unreadable.*0\.05"):
         strict_budget = config(skip_corrupt=True, max_skip_fraction=0.05)
         run_training(strict_budget, str(tmp_path / "budget"), verbose=0)

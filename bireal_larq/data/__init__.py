@@ -30,6 +30,7 @@ from bireal_larq.data.pipeline import (
 from bireal_larq.data.sources import (
     FASHION_MNIST_DIR,
     CorruptImageError,
+    corrupt_image_errors,
     fashion_mnist_available,
     load_image,
     prepare,
@@ -44,6 +45,7 @@ __all__ = [
     "PRESETS",
     "AugmentConfig",
     "CorruptImageError",
+    "corrupt_image_errors",
     "DatasetInfo",
     "dataset_info",
     "default_augment",

@@ -40,6 +40,23 @@ class CorruptImageError(ValueError):
     """An image file (or record) that cannot be decoded."""
 
 
+_WRAPPED_CORRUPT_IMAGE = re.compile(r"CorruptImageError: (.*)")
+
+
+@contextmanager
+def corrupt_image_errors():
+    """Re-raises a :class:`CorruptImageError` raised inside a running input pipeline (where
+    TensorFlow wraps it in its own error text) as itself: the file and the remedy, without TF's
+    traceback. Wrap every loop, ``fit`` or ``evaluate`` that iterates a dataset."""
+    try:
+        yield
+    except tf.errors.OpError as err:
+        found = _WRAPPED_CORRUPT_IMAGE.search(err.message or "")
+        if found is None:
+            raise
+        raise CorruptImageError(found.group(1).strip()) from None
+
+
 # ------------------------------------------------------------------------------------------
 # TFDS
 
@@ -265,7 +282,8 @@ class SkipReport:
         if not self.skip_corrupt:
             raise CorruptImageError(
                 f"Cannot decode image {name_s}: {reason.rstrip('.')}. Fix or remove the file, "
-                "or pass skip_corrupt=True (train: --skip_corrupt) to skip unreadable images"
+                "or pass skip_corrupt=True (train, evaluate: --skip_corrupt) to skip unreadable "
+                "images"
             )
         with self._lock:
             # Most recently active last: a long training pass outlives many short ones.

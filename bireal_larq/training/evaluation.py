@@ -19,6 +19,8 @@ def evaluate_checkpoint(
     data_dir: str | None = None,
     batch_size: int = 256,
     steps: int | None = None,
+    skip_corrupt: bool | None = None,
+    max_skip_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Evaluates a run directory's final weights, or any weights file of a run.
 
@@ -28,16 +30,30 @@ def evaluate_checkpoint(
         data_dir: TFDS data dir or image folder root (default: the run's).
         batch_size: evaluation batch size.
         steps: evaluate this many batches only.
+        skip_corrupt: skip unreadable images (counted) instead of stopping at the first;
+            default: as the run trained (its ``skip_corrupt`` on its own dataset, else off).
+        max_skip_fraction: with ``skip_corrupt``, the largest fraction that may be skipped
+            (default: the run's, else 0.01).
 
     Returns:
-        ``{"top1", "top5", "loss", "checkpoint", "dataset", "examples", "test_examples"}``
-        (``examples`` evaluated of the split's ``test_examples``).
+        ``{"top1", "top5", "loss", "checkpoint", "dataset", "examples", "test_examples",
+        "skipped"}`` (``examples`` evaluated of the split's ``test_examples``; ``skipped``
+        unreadable images left out of a whole pass).
+
+    Raises:
+        CorruptImageError: an unreadable image (naming it), or more skipped than allowed.
 
     Raises:
         FileNotFoundError: no run directory holds ``checkpoint``, or its data is missing.
         ValueError: an unknown dataset, or one whose images do not fit the model.
     """
-    from bireal_larq.data import CLASSES_FILE, AugmentConfig, get_dataset, load_class_names
+    from bireal_larq.data import (
+        CLASSES_FILE,
+        AugmentConfig,
+        corrupt_image_errors,
+        get_dataset,
+        load_class_names,
+    )
 
     run_dir, weights, stage = find_run(checkpoint)
     model, config = model_from_run(run_dir, weights, stage=stage)
@@ -45,8 +61,15 @@ def evaluate_checkpoint(
     dataset = dataset or config["dataset"]
     kwargs = dict(config.get("dataset_kwargs") or {}) if same else {}
     kwargs.pop("shuffle_buffer", None)
-    if same and config.get("skip_corrupt"):
-        kwargs.update(skip_corrupt=True, max_skip_fraction=config["max_skip_fraction"])
+    if skip_corrupt is None:
+        skip_corrupt = bool(same and config.get("skip_corrupt"))
+    if max_skip_fraction is None:
+        max_skip_fraction = config.get("max_skip_fraction", 0.01) if same else 0.01
+    elif not skip_corrupt:
+        raise ValueError("max_skip_fraction only applies with skip_corrupt=True "
+                         "(--skip_corrupt)")
+    if skip_corrupt:
+        kwargs.update(skip_corrupt=True, max_skip_fraction=max_skip_fraction)
     if dataset == "imagefolder" and os.path.isfile(os.path.join(run_dir, CLASSES_FILE)):
         # The labels index the classes the model was trained on, not the folders that happen
         # to be in this val/ (one missing or extra folder would shift every index after it).
@@ -78,15 +101,20 @@ def evaluate_checkpoint(
             tf.keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
         ],
     )
-    metrics = model.evaluate(ds, steps=steps, return_dict=True, verbose=0)
+    with corrupt_image_errors():
+        metrics = model.evaluate(ds, steps=steps, return_dict=True, verbose=0)
+    report = getattr(ds, "skip_report", None)  # set for file and record sources
+    whole = steps is None or steps * batch_size >= count  # the pass reached its end
+    skipped = len(report.last_pass) if report is not None and whole else 0
     return {
         "top1": float(metrics["top1"]),
         "top5": float(metrics["top5"]),
         "loss": float(metrics["loss"]),
         "checkpoint": weights,
         "dataset": dataset,
-        "examples": count if steps is None else min(count, steps * batch_size),
+        "examples": count - skipped if whole else steps * batch_size,
         "test_examples": count,
+        "skipped": skipped,
     }
 
 
@@ -101,7 +129,7 @@ def result_name(result: dict[str, Any], run_dir: str, count: int | None = None) 
         tag = weights.replace(".weights.h5", "").replace(".h5", "")
         pieces = [p for p in tag.split(os.sep) if p not in ("stages", "checkpoints", "")]
         parts.append("_".join(re.sub(r"[^\w.-]", "_", p) for p in pieces))
-    if count is None or result["examples"] < count:
+    if count is None or result["examples"] + result.get("skipped", 0) < count:
         parts.append(f"{result['examples']}images")
     return "_".join(parts) + ".json"
 

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from bireal_larq.data import corrupt_image_errors
 from bireal_larq.models import create_model, get_model_config
 from bireal_larq.models.config import BiRealConfig, real_valued_twin
 from bireal_larq.runs import FINAL_WEIGHTS, RUN_CONFIG, jsonable, write_run_config
@@ -57,7 +57,6 @@ SUMMARY = "summary.json"
 STAGE_WEIGHTS = "stage.weights.h5"
 STAGE_DONE = "stage.json"
 # How a CorruptImageError raised in the input pipeline reads inside a TF op error.
-_CORRUPT_IMAGE = re.compile(r"CorruptImageError: (.*)")
 # Keys of config.json that may change between a run and its resumption.
 _VOLATILE = ("overwrite",)
 
@@ -285,7 +284,8 @@ def _run_stage(
         # Not a terminal: plain progress lines instead of a bar that never shows.
         callbacks.append(cb.LineProgress(data.steps_per_epoch, stage.epochs))
         verbose = 0
-    try:
+    # An unreadable image surfaces as the data package's own error (file and remedy).
+    with corrupt_image_errors():
         trainer.fit(
             data.train,
             epochs=stage.epochs,
@@ -295,15 +295,6 @@ def _run_stage(
             callbacks=callbacks,
             verbose=verbose,
         )
-    except tf.errors.OpError as err:
-        # An unreadable image surfaces from inside the input pipeline wrapped in TF's error
-        # text: raise the data package's own error with its message (file and remedy).
-        corrupt = _CORRUPT_IMAGE.search(err.message or "")
-        if corrupt is None:
-            raise
-        from bireal_larq.data import CorruptImageError
-
-        raise CorruptImageError(corrupt.group(1).strip()) from None
     cb.save_weights(model, os.path.join(stage_dir, STAGE_WEIGHTS))
     result = {
         "stage": stage.name,
@@ -426,12 +417,13 @@ def run_training(
         final = results[-1]
         if "trainer" not in final:  # every stage was already done: rebuild the last one
             final |= _rebuild_final(config, final, strategy, input_shape, num_classes, dataset_fn)
-        metrics = final["trainer"].evaluate(
-            final["data"].validation,
-            steps=final["data"].validation_steps,
-            return_dict=True,
-            verbose=0,
-        )
+        with corrupt_image_errors():
+            metrics = final["trainer"].evaluate(
+                final["data"].validation,
+                steps=final["data"].validation_steps,
+                return_dict=True,
+                verbose=0,
+            )
     finally:
         tf.keras.mixed_precision.set_global_policy(previous_policy)
 
