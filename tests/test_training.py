@@ -711,3 +711,24 @@ def test_evaluating_a_run_on_an_image_folder_uses_the_runs_classes(tmp_path):
     shutil.copytree(os.path.join(root, "val", "cat"), subset / "val" / "fox")
     with pytest.raises(ValueError, match=r"val/fox is a class missing from the class list"):
         evaluate_checkpoint(str(run), data_dir=str(subset), batch_size=4)
+
+
+def test_an_input_shape_that_the_images_do_not_have_is_refused_before_the_run():
+    from bireal_larq.training import check_run
+
+    def config(**changes):
+        return TrainConfig(
+            model="birealnet18_small", dataset="synthetic", num_classes=4, batch_size=8,
+            model_overrides={"base_filters": 8}, stages=(StageConfig("binary", 1),),
+            dataset_kwargs={"image_shape": (16, 16, 1), "num_examples": 16}, **changes)
+
+    strategy = tf.distribute.get_strategy()
+    for shape in ((32, 32, 1), (16, 16, 3)):
+        with pytest.raises(ValueError, match=rf"input_shape=\({shape[0]}, .* does not match "
+                           r"the images of 'synthetic': 16x16 with 1 channel.*valid: "
+                           r"input_shape=\(16, 16, 1\)"):
+            check_run(config(input_shape=shape), strategy)  # before anything is written
+    # Sized by image_size, the images fit the input.
+    resolved = check_run(config(input_shape=(24, 24, 1), image_size=24), strategy)
+    assert tuple(resolved["input_shape"]) == (24, 24, 1)
+    assert tuple(check_run(config(), strategy)["input_shape"]) == (16, 16, 1)

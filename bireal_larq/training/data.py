@@ -45,6 +45,16 @@ def dataset_shape(config: TrainConfig) -> tuple[tuple[int, int, int], int]:
     """The model's input shape and class count: explicit in ``config`` or the dataset's."""
     info = dataset_info(config)
     shape = tuple(config.input_shape or info.image_shape)
+    if config.input_shape is not None and shape != tuple(info.image_shape):
+        # The pipeline sizes the images (image_size), the model takes input_shape: a mismatch
+        # would only surface as a Keras shape error once training starts.
+        h, w, c = info.image_shape
+        size = f"image_size={config.image_size}" if config.image_size else "its own size"
+        raise ValueError(
+            f"input_shape={shape} does not match the images of {config.dataset!r}: {h}x{w} "
+            f"with {c} channel(s) ({size}); valid: input_shape=({h}, {w}, {c}) or unset, or "
+            "image_size set to the input's side (channels are the dataset's)"
+        )
     return shape, int(config.num_classes or info.num_classes)
 
 
