@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -707,6 +708,18 @@ def test_evaluating_a_run_on_an_image_folder_uses_the_runs_classes(tmp_path):
     np.testing.assert_array_equal(labels, [1, 1, 2, 2])
     assert result["examples"] == 4
     assert result["top1"] == pytest.approx(float(np.mean(probs.argmax(axis=1) == labels)))
+    # Other data than the run's: its own result file, never the run's eval_imagefolder.json.
+    from bireal_larq.training.evaluation import result_name
+
+    name = result_name(result, str(run), result["test_examples"])
+    assert re.fullmatch(r"eval_imagefolder_data-subset-[0-9a-f]{6}\.json", name), name
+    other = dict(result, data_dir=str(tmp_path / "elsewhere" / "subset"))
+    assert result_name(other, str(run), 4) != name  # same folder name, other place
+    runs.write_run_config(str(run), dict(runs.read_run_config(str(run)),
+                                         data_dir=str(subset)))
+    again = evaluate_checkpoint(str(run), data_dir=str(subset) + "/", batch_size=4)
+    assert not again["other_data_dir"]
+    assert result_name(again, str(run), 4) == "eval_imagefolder.json"
     # A class the model never saw is an error naming the folder.
     shutil.copytree(os.path.join(root, "val", "cat"), subset / "val" / "fox")
     with pytest.raises(ValueError, match=r"val/fox is a class missing from the class list"):

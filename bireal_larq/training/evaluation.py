@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -77,12 +78,17 @@ def evaluate_checkpoint(
     ratio = eval_resize_ratio(config, stage)
     if ratio is not None:  # the ratio the run was validated with (trick 18)
         kwargs["augment"] = AugmentConfig(eval_resize_ratio=ratio)
+    run_data_dir = config.get("data_dir") if same else None
+    # Other data than the run's own (another image folder, say): its result gets its own file.
+    other_data = bool(same and data_dir and (
+        run_data_dir is None or os.path.abspath(data_dir) != os.path.abspath(run_data_dir)))
+    data_dir = data_dir or run_data_dir
     ds, count = get_dataset(
         dataset,
         "test",
         batch_size=batch_size,
         training=False,
-        data_dir=data_dir or (config.get("data_dir") if same else None),
+        data_dir=data_dir,
         image_size=tuple(config["input_shape"][:2]),
         num_classes=int(config["num_classes"]),
         **kwargs,
@@ -115,13 +121,16 @@ def evaluate_checkpoint(
         "examples": count - skipped if whole else steps * batch_size,
         "test_examples": count,
         "skipped": skipped,
+        "data_dir": data_dir,
+        "other_data_dir": other_data,
     }
 
 
 def result_name(result: dict[str, Any], run_dir: str, count: int | None = None) -> str:
-    """``eval_<dataset>.json`` for the final weights on the whole test split; any other
-    checkpoint or a partial pass gets its own name, so it never replaces that result (the
-    demo's report and the study read it): ``eval_<dataset>_<stage>_<epoch>[_<n>images].json``.
+    """``eval_<dataset>.json`` for the final weights on the whole test split of the run's own
+    data; any other checkpoint, other data (``--data_dir`` elsewhere) or a partial pass gets
+    its own name, so it never replaces that result (the demo's report reads it):
+    ``eval_<dataset>[_<stage>_<epoch>][_data-<dir>-<hash>][_<n>images].json``.
     """
     parts = [f"eval_{result['dataset']}"]
     weights = os.path.relpath(os.path.abspath(result["checkpoint"]), os.path.abspath(run_dir))
@@ -129,6 +138,10 @@ def result_name(result: dict[str, Any], run_dir: str, count: int | None = None) 
         tag = weights.replace(".weights.h5", "").replace(".h5", "")
         pieces = [p for p in tag.split(os.sep) if p not in ("stages", "checkpoints", "")]
         parts.append("_".join(re.sub(r"[^\w.-]", "_", p) for p in pieces))
+    if result.get("other_data_dir"):
+        where = os.path.abspath(result["data_dir"])
+        base = re.sub(r"[^\w.-]", "_", os.path.basename(where.rstrip(os.sep)) or "root")
+        parts.append(f"data-{base}-{hashlib.sha1(where.encode()).hexdigest()[:6]}")
     if count is None or result["examples"] + result.get("skipped", 0) < count:
         parts.append(f"{result['examples']}images")
     return "_".join(parts) + ".json"
