@@ -13,7 +13,12 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["bireal_larq", "bireal_larq.*"]),
+    # experiments/ (the recipes, each a get_config file) ships inside the package, so that
+    # --experiment=NAME also works from a wheel (a checkout reads the folder itself).
+    packages=find_packages(include=["bireal_larq", "bireal_larq.*"]) + [
+        "bireal_larq.experiments"
+    ],
+    package_dir={"bireal_larq.experiments": "experiments"},
     install_requires=[
         # TF 2.15 is the last release whose tf.keras is Keras 2; larq does not support Keras 3.
         "tensorflow-cpu==2.15.1; platform_machine == 'x86_64'",

@@ -33,3 +33,48 @@ def test_importing_bireal_larq_first_gives_tensorflow_the_pooling_cpu_allocator(
 
 def test_the_user_can_keep_tensorflows_default_allocator():
     assert _probe(**{ALLOCATOR: "false"}) == "false default"
+
+
+WHEEL_PROBE = """
+import os, sys
+import bireal_larq
+from bireal_larq.training.experiments import EXPERIMENTS_DIR, get_experiment, list_experiments
+assert bireal_larq.__file__.startswith(sys.argv[1]), bireal_larq.__file__
+print(EXPERIMENTS_DIR.relative_to(sys.argv[1]))
+print(",".join(list_experiments()))
+print(get_experiment("demo_fashion_mnist").model)
+"""
+
+
+def test_a_wheel_install_ships_the_experiments(tmp_path):
+    import shutil
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = tmp_path / "source"  # a copy: building writes build/ into the tree
+    source.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(root, name), source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("bireal_larq", "experiments"):
+        shutil.copytree(os.path.join(root, name), source / name, ignore=ignore)
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+
+    def pip(*args):
+        done = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(source))
+    (wheel,) = wheels.glob("*.whl")
+    pip("install", "--no-deps", "--no-index", "-q", "--target", str(site), str(wheel))
+    environ = {k: v for k, v in os.environ.items() if k != "BIREAL_EXPERIMENTS_DIR"}
+    environ.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(site))
+    done = subprocess.run([sys.executable, "-c", WHEEL_PROBE, str(site)], env=environ,
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    where, names, model = done.stdout.strip().splitlines()[-3:]
+    assert where == os.path.join("bireal_larq", "experiments")
+    expected = sorted(p[:-3] for p in os.listdir(os.path.join(root, "experiments"))
+                      if p.endswith(".py") and not p.startswith("_"))
+    assert names.split(",") == expected
+    assert model == "birealnet18_small"

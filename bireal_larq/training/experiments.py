@@ -15,9 +15,18 @@ from types import ModuleType
 
 from bireal_larq.training.config import TrainConfig
 
-EXPERIMENTS_DIR = Path(
-    os.environ.get("BIREAL_EXPERIMENTS_DIR", Path(__file__).resolve().parents[2] / "experiments")
-)
+
+def _experiments_dir() -> Path:
+    """$BIREAL_EXPERIMENTS_DIR, else the checkout's experiments/ (next to the package), else
+    the copy a wheel installs as ``bireal_larq/experiments``."""
+    if os.environ.get("BIREAL_EXPERIMENTS_DIR"):
+        return Path(os.environ["BIREAL_EXPERIMENTS_DIR"])
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent / "experiments"
+    return checkout if checkout.is_dir() else package / "experiments"
+
+
+EXPERIMENTS_DIR = _experiments_dir()
 
 
 def list_experiments() -> list[str]:
