@@ -7,10 +7,11 @@ Rerunning the same command resumes an interrupted run. Examples::
     python -m bireal_larq.train --model=birealnet18 --experiment=authors_pytorch \
         --data_dir=/data/tfds --output_dir=runs/br18 --batch_size=256
 
-Exit codes: 0 done; 1 invalid flags or configuration (nothing was run); 2 the output directory
-holds another configuration; 3 the loss became NaN or infinite (nothing was saved from it);
-4 an unreadable image (the message names the file; --skip_corrupt skips and counts them);
-5 the dataset's files are missing (the message says which files go where; nothing was run).
+Exit codes: 0 done; 1 invalid flags or configuration (nothing was run; or a teacher found not
+to fit the student when its stage starts); 2 the output directory holds another
+configuration; 3 the loss became NaN or infinite (nothing was saved from it); 4 an unreadable
+image (the message names the file; --skip_corrupt skips and counts them); 5 files are missing:
+the dataset's (the message says which files go where) or a teacher's (nothing was run).
 """
 
 from __future__ import annotations
@@ -216,6 +217,9 @@ def main(argv):
     except CorruptImageError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         sys.exit(4)
+    except (ValueError, FileNotFoundError) as err:  # e.g. a teacher that does not fit
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 def run() -> None:

@@ -745,3 +745,95 @@ def test_an_input_shape_that_the_images_do_not_have_is_refused_before_the_run():
     resolved = check_run(config(input_shape=(24, 24, 1), image_size=24), strategy)
     assert tuple(resolved["input_shape"]) == (24, 24, 1)
     assert tuple(check_run(config(), strategy)["input_shape"]) == (16, 16, 1)
+
+
+# ----------------------------------------------------------------------------- misuse
+def _one_step_loss(y, seed=3):
+    tf.keras.utils.set_random_seed(seed)
+    model = tiny()
+    trainer = compile_for_recipe(model, StageConfig("s", 1), batch_size=8, steps_per_epoch=1)
+    x = np.random.default_rng(0).normal(size=(8, *SHAPE)).astype("float32")
+    return trainer.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+
+
+def test_integer_labels_are_one_hot_encoded_and_other_shapes_refused():
+    index = np.array([0, 1, 2, 3, 3, 2, 1, 0])
+    reference = _one_step_loss(tf.one_hot(index, 4).numpy())
+    # tf.keras.datasets gives (N, 1) integer labels; they used to broadcast against the
+    # classes and give another loss and another top-1, silently.
+    for labels in (index, index[:, None], index.astype(np.uint8)[:, None]):
+        result = _one_step_loss(labels)
+        assert result["loss"] == pytest.approx(reference["loss"], rel=1e-6)
+        assert result["top1"] == pytest.approx(reference["top1"])
+    with pytest.raises(ValueError, match=r"Labels of shape \((8|None), 1\) \(float32\) do not fit "
+                       r"the model's 4 classes; valid: one-hot"):
+        _one_step_loss(index[:, None].astype(np.float32))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"class indices must be in \[0, 4\)"):
+        _one_step_loss(index + 1)
+    trainer = compile_for_recipe(tiny(), StageConfig("s", 1), batch_size=8, steps_per_epoch=1)
+    x = np.zeros((8, *SHAPE), np.float32)
+    with pytest.raises(ValueError, match="sample_weight / class_weight are not supported"):
+        trainer.fit(x, index, sample_weight=np.ones(8), batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match="sample_weight / class_weight are not supported"):
+        trainer.fit(x, index, class_weight={i: 1.0 for i in range(4)}, batch_size=8, verbose=0)
+
+
+def test_teachers_that_cannot_teach_are_refused():
+    with pytest.raises(ValueError, match=r"\.model and \.weights are required for "
+                       r"source='registry' \(got model='birealnet18_small', weights=None\)"):
+        TeacherConfig("registry", model="birealnet18_small")
+    stage = StageConfig("s", 1, loss=LossConfig(teacher=TeacherConfig(), kd_weight=1.0))
+    student = tiny()
+    with pytest.raises(ValueError, match="The teacher is the student itself"):
+        compile_for_recipe(student, stage, batch_size=8, steps_per_epoch=1, teacher=student)
+    ten = create_model("birealnet18_small", input_shape=SHAPE, num_classes=10, base_filters=8)
+    with pytest.raises(ValueError, match=r"The teacher takes \(16, 16, 1\) inputs and gives "
+                       r"10 classes, the student \(16, 16, 1\) and 4"):
+        compile_for_recipe(student, stage, batch_size=8, steps_per_epoch=1, teacher=ten)
+    refining = StageConfig("r", 1, loss=LossConfig(refinery=TeacherConfig()))
+    wide = create_model("birealnet18_small", input_shape=(32, 32, 1), num_classes=4,
+                        base_filters=8)
+    with pytest.raises(ValueError, match=r"The refinery takes \(32, 32, 1\) inputs"):
+        compile_for_recipe(student, refining, batch_size=8, steps_per_epoch=1, refinery=wide)
+    # A model that outputs logits without naming them: its log would be NaN (or wrong).
+    inputs = tf.keras.Input(SHAPE)
+    logits = tf.keras.layers.Dense(4)(tf.keras.layers.Flatten()(inputs))
+    raw = tf.keras.Model(inputs, logits, name="raw")
+    with pytest.raises(ValueError, match=r"'raw' has no layer named 'logits' and its last "
+                       r"layer .* is not a softmax"):
+        compile_for_recipe(student, stage, batch_size=8, steps_per_epoch=1, teacher=raw)
+    probabilities = tf.keras.Model(inputs, tf.keras.layers.Softmax()(logits))
+    compile_for_recipe(student, stage, batch_size=8, steps_per_epoch=1, teacher=probabilities)
+
+
+def test_a_missing_teacher_file_is_refused_before_the_run(tmp_path):
+    from bireal_larq.training import check_run
+
+    def config(teacher):
+        return TrainConfig(
+            model="birealnet18_small", dataset="synthetic", num_classes=4, batch_size=8,
+            model_overrides={"base_filters": 8}, input_shape=SHAPE,
+            dataset_kwargs={"image_shape": SHAPE, "num_examples": 16},
+            stages=(StageConfig("kd", 1, loss=LossConfig(teacher=teacher, kd_weight=1.0)),))
+
+    strategy = tf.distribute.get_strategy()
+    missing = str(tmp_path / "nope.weights.h5")
+    with pytest.raises(FileNotFoundError, match=r"Stage 'kd': the teacher's weights file "
+                       r".*nope\.weights\.h5' does not exist"):
+        check_run(config(TeacherConfig("registry", model="birealnet18_small",
+                                       weights=missing)), strategy)
+    with pytest.raises(FileNotFoundError, match="the teacher's model file"):
+        check_run(config(TeacherConfig("model_file", path=missing)), strategy)
+    with pytest.raises(ValueError, match="nosuchnet"):
+        check_run(config(TeacherConfig("registry", model="nosuchnet", weights=missing)),
+                  strategy)
+
+
+def test_a_batchnorm_only_stage_does_not_freeze_the_next_all_stage():
+    model = tiny()
+    every = len(model.trainable_variables)
+    compile_for_recipe(model, StageConfig("bn", 1, trainable="batchnorm"), batch_size=8,
+                       steps_per_epoch=1)
+    assert 0 < len(model.trainable_variables) < every
+    compile_for_recipe(model, StageConfig("all", 1), batch_size=8, steps_per_epoch=1)
+    assert len(model.trainable_variables) == every

@@ -153,8 +153,14 @@ class TeacherConfig:
     def __post_init__(self):
         owner = "TeacherConfig"
         _choice(owner, "source", self.source, TEACHER_SOURCES)
-        if self.source == "registry" and not self.model:
-            raise ValueError(f"{owner}.model is required for source='registry'")
+        if self.source == "registry" and not (self.model and self.weights):
+            # Without weights the teacher would be a freshly initialised network: training
+            # would distil from noise, silently.
+            raise ValueError(
+                f"{owner}.model and .weights are required for source='registry' (got "
+                f"model={self.model!r}, weights={self.weights!r}); valid: a registry name and "
+                "the trained weights file of that model"
+            )
         if self.source == "model_file" and not self.path:
             raise ValueError(f"{owner}.path is required for source='model_file'")
 

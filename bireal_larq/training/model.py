@@ -45,11 +45,31 @@ def stage_output_layers(model: tf.keras.Model) -> list[str]:
     return [last[s] for s in sorted(last)]
 
 
+def _ends_in_softmax(model: tf.keras.Model) -> bool:
+    last = model.layers[-1]
+    if isinstance(last, tf.keras.layers.Softmax):
+        return True
+    activation = getattr(last, "activation", None)
+    return getattr(activation, "__name__", None) == "softmax"
+
+
 def _logits_output(model: tf.keras.Model) -> tf.Tensor:
-    """The pre-softmax output; the log of the probabilities for models without "logits"."""
+    """The pre-softmax output; the log of the probabilities for models without "logits".
+
+    Raises:
+        ValueError: the model has no "logits" layer and its output is not a softmax (the log
+            of logits would be NaN, or silently wrong targets).
+    """
     try:
         return model.get_layer("logits").output
     except ValueError:
+        if not _ends_in_softmax(model):
+            raise ValueError(
+                f"Model {model.name!r} has no layer named 'logits' and its last layer "
+                f"({model.layers[-1].name!r}) is not a softmax, so its output cannot be read "
+                "as probabilities; valid: a model ending in softmax, or with its pre-softmax "
+                "layer named 'logits' (every model of the registry)"
+            ) from None
         return tf.math.log(tf.cast(model.output, tf.float32) + 1e-12)
 
 
@@ -71,6 +91,20 @@ class RecipeModel(tf.keras.Model):
         super().__init__(name=name)
         if loss.needs_teacher and teacher is None:
             raise ValueError("The stage's loss distils from a teacher; pass teacher=<model>")
+        for role, other in (("teacher", teacher), ("refinery", refinery)):
+            if other is None:
+                continue
+            if other is student:
+                raise ValueError(f"The {role} is the student itself (it would be frozen and "
+                                 f"train nothing); valid: another model, e.g. a copy")
+            mine = (tuple(student.input_shape[1:]), student.output_shape[-1])
+            theirs = (tuple(other.input_shape[1:]), other.output_shape[-1])
+            if theirs != mine:
+                raise ValueError(
+                    f"The {role} takes {theirs[0]} inputs and gives {theirs[1]} classes, the "
+                    f"student {mine[0]} and {mine[1]}; valid: a {role} of the same input shape "
+                    "and classes"
+                )
         self.student = student
         self.loss_config = loss
         self.weight_decay = float(weight_decay)
@@ -142,15 +176,49 @@ class RecipeModel(tf.keras.Model):
             per_example += cfg.center_weight * losses.center_loss(embedding, targets, self.centers)
         return logits, per_example
 
+    def _labels(self, y) -> tf.Tensor:
+        """One-hot (or soft) labels (N, classes) as float32; integer class indices, (N,) or
+        (N, 1) as ``tf.keras.datasets`` gives them, are one-hot encoded. Any other shape is
+        refused: (N, 1) labels would broadcast against the classes, silently."""
+        classes = int(self.student.output_shape[-1])
+        if y.dtype.is_integer and (y.shape.rank == 1 or (
+                y.shape.rank == 2 and y.shape[-1] == 1 and classes != 1)):
+            index = tf.reshape(tf.cast(y, tf.int32), [-1])
+            checks = [tf.debugging.assert_non_negative(
+                          index, message=f"class indices must be in [0, {classes})"),
+                      tf.debugging.assert_less(
+                          index, classes, message=f"class indices must be in [0, {classes})")]
+            with tf.control_dependencies(checks):
+                return tf.one_hot(index, classes)
+        if y.shape.rank != 2 or y.shape[-1] != classes:
+            raise ValueError(
+                f"Labels of shape {tuple(y.shape)} ({y.dtype.name}) do not fit the model's "
+                f"{classes} classes; valid: one-hot or soft labels (N, {classes}), or integer "
+                "class indices (N,) or (N, 1)"
+            )
+        return tf.cast(y, tf.float32)
+
+    @staticmethod
+    def _unpack(data):
+        x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        if y is None or sample_weight is not None:
+            raise ValueError(
+                "RecipeModel trains on (images, labels) batches; "
+                + ("labels are missing" if y is None else
+                   "sample_weight / class_weight are not supported (the recipe's objective "
+                   "weighs every example alike)")
+            )
+        return x, y
+
     def _targets(self, x, y):
-        y = tf.cast(y, tf.float32)
         if self.refinery is not None:
             # [T#12] label refinery: the earlier model's predictions are the targets.
             y = tf.stop_gradient(tf.cast(self.refinery(x, training=False), tf.float32))
         return y
 
     def train_step(self, data):
-        x, y = data
+        x, y = self._unpack(data)
+        y = self._labels(y)
         targets = self._targets(x, y)
         variables = self.student.trainable_variables
         optimizer = self.optimizer
@@ -188,8 +256,8 @@ class RecipeModel(tf.keras.Model):
         return self._update_metrics(y, outputs[1], per_example)
 
     def test_step(self, data):
-        x, y = data
-        y = tf.cast(y, tf.float32)
+        x, y = self._unpack(data)
+        y = self._labels(y)
         outputs = self.net(x, training=False)
         logits = tf.cast(outputs[0], tf.float32)
         return self._update_metrics(y, outputs[1], losses.cross_entropy(y, logits))

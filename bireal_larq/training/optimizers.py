@@ -82,8 +82,10 @@ def centralize(gradient: tf.Tensor, variable: tf.Variable) -> tf.Tensor:
 
 
 def set_trainable(model: tf.keras.Model, which: str) -> None:
-    """ "all", or "batchnorm": freeze every layer except BatchNormalization ([BR] Caffe)."""
+    """ "all": every layer trains (also after an earlier "batchnorm" stage on the same model),
+    or "batchnorm": freeze every layer except BatchNormalization ([BR] Caffe)."""
     if which == "all":
+        model.trainable = True  # Keras sets every nested layer
         return
     for layer in iter_layers(model):
         layer.trainable = isinstance(layer, tf.keras.layers.BatchNormalization)

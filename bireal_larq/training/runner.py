@@ -312,6 +312,23 @@ def _run_stage(
     return result | {"dir": stage_dir, "model": model, "trainer": trainer, "data": data}
 
 
+def _check_teacher(stage: StageConfig, role: str, teacher: TeacherConfig | None) -> None:
+    """A registry teacher's model and weights file, or a model file, exist (before the run
+    directory is written, not when the stage starts)."""
+    if teacher is None or teacher.source == "previous":
+        return
+    if teacher.source == "registry":
+        get_model_config(teacher.model, **teacher.model_overrides)
+        path, what = teacher.weights, "weights file"
+    else:
+        path, what = teacher.path, "model file"
+    if not (os.path.exists(path) or os.path.exists(path + ".index")):
+        raise FileNotFoundError(
+            f"Stage {stage.name!r}: the {role}'s {what} {path!r} does not exist; valid: the "
+            f"file of a trained model (e.g. a finished run's {FINAL_WEIGHTS})"
+        )
+
+
 def check_run(
     config: TrainConfig,
     strategy: tf.distribute.Strategy,
@@ -330,6 +347,9 @@ def check_run(
     """
     resolved = resolve_run_config(config)
     check_batch_size(strategy, config.batch_size)
+    for stage in config.stages:
+        for role in ("teacher", "refinery"):
+            _check_teacher(stage, role, getattr(stage.loss, role))
     checked = []
     for stage in config.stages:
         if stage.augment not in checked:  # stages sharing a recipe share the check
