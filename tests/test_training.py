@@ -837,3 +837,13 @@ def test_a_batchnorm_only_stage_does_not_freeze_the_next_all_stage():
     assert 0 < len(model.trainable_variables) < every
     compile_for_recipe(model, StageConfig("all", 1), batch_size=8, steps_per_epoch=1)
     assert len(model.trainable_variables) == every
+
+
+def test_epoch_checkpoints_rotate_by_epoch_number_past_999(tmp_path):
+    from bireal_larq.training.callbacks import EpochCheckpoint, latest_checkpoint
+
+    saver = EpochCheckpoint(tiny(), str(tmp_path), keep=2)
+    for epoch in (997, 998, 999):  # saves epochs 998, 999 and 1000
+        saver.on_epoch_end(epoch)
+    assert sorted(os.listdir(tmp_path)) == ["epoch_1000.weights.h5", "epoch_999.weights.h5"]
+    assert os.path.basename(latest_checkpoint(str(tmp_path))) == "epoch_1000.weights.h5"

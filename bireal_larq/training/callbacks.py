@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import sys
 import time
 
@@ -91,7 +92,7 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
         save_weights(
             self.student, os.path.join(self.directory, f"epoch_{epoch + 1:03d}.weights.h5")
         )
-        files = sorted(f for f in os.listdir(self.directory) if f.startswith("epoch_"))
+        files = _epoch_files(self.directory)
         for old in files[: -self.keep]:
             os.remove(os.path.join(self.directory, old))
 
@@ -123,10 +124,18 @@ def latest_checkpoint(directory: str) -> str | None:
     """The newest epoch checkpoint in ``directory``, or None."""
     if not os.path.isdir(directory):
         return None
-    files = sorted(
-        f for f in os.listdir(directory) if f.startswith("epoch_") and f.endswith(".weights.h5")
-    )
+    files = _epoch_files(directory)
     return os.path.join(directory, files[-1]) if files else None
+
+
+_EPOCH_FILE = re.compile(r"^epoch_(\d+)\.weights\.h5$")
+
+
+def _epoch_files(directory: str) -> list[str]:
+    """The epoch checkpoints in ``directory``, oldest first by epoch number (not by name:
+    epoch_1000 sorts before epoch_999 as a string)."""
+    found = [(int(m.group(1)), f) for f in os.listdir(directory) if (m := _EPOCH_FILE.match(f))]
+    return [f for _, f in sorted(found)]
 
 
 def read_history(path: str) -> list[dict[str, str]]:
