@@ -518,3 +518,21 @@ def test_lce_fuses_grouped_binary_convs_only_with_32_channels_per_group(
         assert report["float_fallback_layers"] == ["grouped_conv"]
         # The float fallback still computes the binary layer's function.
         assert report["verification"]["max_output_difference"] < 1e-3
+
+
+def test_xcore_binary_dense_and_directory_outputs(tmp_path):
+    model = create_model("birealnet18_small", input_shape=(32, 32, 3), num_classes=4,
+                         base_filters=8, binary_last_layer=True)
+    binary = len(core.binary_conv_layers(model))
+    # xcore: LCE leaves binary convs as LceQuantize + CONV_2D (no LceBconv2d to count); the
+    # export is not refused for it, and the report says what was and was not checked.
+    report = export.export_model(model, str(tmp_path / "x.tflite"), target="xcore",
+                                 verify_samples=4)
+    assert report["status"] == "ok" and report["lce_bconv2d_ops"] == 0
+    assert report["op_table"][core.QUANTIZE_OP] >= binary
+    assert any("target xcore" in w and "not checked here" in w for w in report["warnings"])
+    # The binary classifier runs as a float FULLY_CONNECTED: said, not hidden behind "ok".
+    assert any("no binary dense op" in w for w in report["warnings"])
+    (tmp_path / "dir.tflite").mkdir()
+    with pytest.raises(ValueError, match=r"not a directory"):
+        export.export_model(model, str(tmp_path / "dir.tflite"), verify_samples=0)

@@ -26,6 +26,7 @@ from bireal_larq.runs import jsonable
 
 TARGETS = ("arm", "xcore")
 BCONV_OP = "LceBconv2d"
+QUANTIZE_OP = "LceQuantize"
 REPORT_SUFFIX = ".json"
 
 log = logging.getLogger(__name__)
@@ -262,8 +263,9 @@ def export_model(
     if not 0.0 <= min_agreement <= 1.0:
         raise ValueError(f"min_agreement={min_agreement} is invalid; valid: 0 <= x <= 1")
     output = os.fspath(output)
-    if not output.endswith(".tflite"):
-        raise ValueError(f"output={output!r} is invalid; valid: a path ending in .tflite")
+    if not output.endswith(".tflite") or os.path.isdir(output):
+        raise ValueError(f"output={output!r} is invalid; valid: a file path ending in .tflite "
+                         "(not a directory)")
 
     name = _registry_name(model, model_name)
     report: dict[str, Any] = {
@@ -314,7 +316,30 @@ def export_model(
     report["binary_layers"] = len(fusion.binary_layers)
     report["lce_bconv2d_ops"] = fusion.fused
     report["float_fallback_layers"] = list(fusion.unfused_layers)
-    if not fusion.ok:
+    binary_dense = [layer.name for layer in iter_layers(model)
+                    if isinstance(layer, lq.layers.QuantDense) and layer.kernel_quantizer]
+    if binary_dense:
+        report["warnings"].append(
+            f"LCE has no binary dense op: {', '.join(binary_dense)} runs as a float "
+            "FULLY_CONNECTED on binarized inputs (same outputs, not faster or smaller)")
+    if target == "xcore":
+        # LCE's xcore output leaves each binary conv as LceQuantize -> CONV_2D, for XMOS's
+        # own tools to lower: no LceBconv2d to count. Every binary conv must still have its
+        # input binarized in the graph.
+        quantized = report["op_table"].get(QUANTIZE_OP, 0)
+        report["float_fallback_layers"] = []
+        if quantized < len(fusion.binary_layers):
+            message = (f"target xcore: {quantized} {QUANTIZE_OP} ops for "
+                       f"{len(fusion.binary_layers)} binary convs: some run on real inputs")
+            if not allow_float_fallback:
+                raise fail(message + "; pass --allow_float_fallback to accept that")
+            report["warnings"].append(message)
+        report["warnings"].append(
+            f"target xcore: LCE emits each binary conv as {QUANTIZE_OP} + CONV_2D for XMOS's "
+            f"tools to lower ({quantized} {QUANTIZE_OP} ops for {len(fusion.binary_layers)} "
+            f"binary convs); the {BCONV_OP} fusion check applies to target arm only, and what "
+            "XMOS's tools make of the file is not checked here")
+    elif not fusion.ok:
         message = (
             f"{len(fusion.binary_layers) - fusion.fused} of {len(fusion.binary_layers)} binary "
             f"convs were not fused into {BCONV_OP} and would run in float: "
