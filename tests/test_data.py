@@ -987,3 +987,16 @@ def test_imagefolder_labels_index_the_given_class_list(folder, tmp_path):
         D.get_dataset("cifar10", "test", batch_size=8, training=False, class_names=names)
     with pytest.raises(ValueError, match="imagefolder needs data_dir"):
         D.get_dataset("imagefolder", "test", batch_size=8, training=False, class_names=names)
+
+
+def test_truncated_manual_files_are_named_not_a_tfds_traceback(tmp_path):
+    import gzip
+
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (manual / name).write_bytes(gzip.compress(bytes(range(256)) * 64)[:200])  # cut short
+    with pytest.raises(ValueError, match=r"Preparing fashion_mnist from .*manual failed .*"
+                       r"probably truncated or corrupt: t10k-images-idx3-ubyte\.gz \(200 bytes\)"):
+        D.prepare("fashion_mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual))

@@ -164,7 +164,8 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
         The prepared ``tfds.core.DatasetBuilder``.
 
     Raises:
-        ValueError: not a TFDS dataset of this project.
+        ValueError: not a TFDS dataset of this project, or preparing it from the manual
+            files failed (truncated or corrupt files: the message lists them with sizes).
         FileNotFoundError: the manual files are missing (the message lists them).
     """
     if name not in TFDS_DATASETS:
@@ -181,7 +182,21 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
         manual = _manual_dir(name, manual_dir, root)
         log.info("Preparing %s in %s from %s", name, root, manual)
         config = tfds.download.DownloadConfig(manual_dir=manual)
-        builder.download_and_prepare(download_config=config)
+        try:
+            builder.download_and_prepare(download_config=config)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # noqa: BLE001 - TFDS raises many kinds for damaged files
+            files = ", ".join(
+                f"{entry.name} ({entry.stat().st_size:,} bytes)"
+                for entry in sorted(os.scandir(manual), key=lambda e: e.name) if entry.is_file()
+            ) if os.path.isdir(manual) else "none"
+            detail = (str(e).strip().splitlines() or [""])[-1][:300]
+            raise ValueError(
+                f"Preparing {name} from {manual} failed ({type(e).__name__}: {detail}). The "
+                f"files there are probably truncated or corrupt: {files}; download them again "
+                "(or reinstall the package that provides them)"
+            ) from e
     return builder
 
 
