@@ -147,3 +147,52 @@ def test_two_multi_worker_processes_end_with_identical_weights(tmp_path):
         np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
     with open(os.path.join(run_dir, "summary.json")) as f:
         assert json.load(f)["replicas"] == 2
+
+
+CENTERS = """
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+from bireal_larq.training import LossConfig, OptimizerConfig, StageConfig, compile_for_recipe
+from bireal_larq.training import losses
+
+
+def student():
+    tf.keras.utils.set_random_seed(1)
+    inputs = tf.keras.Input((6,))
+    hidden = tf.keras.layers.Dense(5)(inputs)
+    logits = tf.keras.layers.Dense(3, name="logits")(hidden)
+    return tf.keras.Model(inputs, tf.keras.layers.Softmax()(logits))
+
+
+rng = np.random.default_rng(0)
+x = rng.standard_normal((8, 6)).astype("float32")
+y = np.eye(3, dtype="float32")[[0, 0, 0, 1, 2, 2, 1, 0]]  # classes split unevenly
+# learning rate 0: only the centers move, by one global-batch update of Wen et al.
+stage = StageConfig("s", 1, optimizer=OptimizerConfig("sgd", learning_rate=0.0),
+                    loss=LossConfig(center_weight=0.1, center_alpha=0.5))
+model = student()
+embedding = tf.keras.Model(model.input, model.get_layer("logits").input)(x)
+expected = losses.center_update(embedding, tf.constant(y), tf.zeros((3, 5)), 0.5).numpy()
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+for strategy in (tf.distribute.get_strategy(), mirrored):
+    with strategy.scope():
+        trainer = compile_for_recipe(student(), stage, batch_size=8, steps_per_epoch=1)
+    trainer.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), verbose=0)
+    error = float(np.abs(trainer.centers.numpy() - expected).max())
+    print("REPLICAS", strategy.num_replicas_in_sync, error)
+"""
+
+
+def test_center_loss_centers_follow_the_global_batch_on_two_replicas():
+    # Averaging per-replica updates shrank the centers' step with the number of replicas.
+    result = run_python(CENTERS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    errors = dict(line.split()[1:] for line in result.stdout.splitlines()
+                  if line.startswith("REPLICAS"))
+    assert set(errors) == {"1", "2"}
+    assert all(float(e) < 1e-5 for e in errors.values()), errors

@@ -57,8 +57,16 @@ def center_loss(features: tf.Tensor, targets: tf.Tensor, centers: tf.Tensor) -> 
 def center_update(
     features: tf.Tensor, targets: tf.Tensor, centers: tf.Tensor, alpha: float
 ) -> tf.Tensor:
-    """The new class centers: each moves by ``alpha`` towards its batch mean (Wen et al.)."""
+    """The new class centers: each moves by ``alpha`` towards its batch mean (Wen et al.).
+
+    In a replica context with several replicas the per-class sums and counts are summed over
+    the replicas first, so the update is the one of the global batch (every replica computes
+    the same centers), not an average of per-replica updates.
+    """
     weight = tf.reduce_sum(targets, axis=0)[:, None]  # (K, 1) soft counts
     sums = tf.matmul(targets, features, transpose_a=True)  # (K, D)
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        weight, sums = context.all_reduce(tf.distribute.ReduceOp.SUM, [weight, sums])
     delta = (weight * centers - sums) / (1.0 + weight)
     return centers - alpha * delta
