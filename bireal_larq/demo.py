@@ -35,11 +35,12 @@ flags.DEFINE_string(
     "experiment", "demo_fashion_mnist", "The training experiment to run.", flag_values=FLAGS
 )
 flags.DEFINE_integer(
-    "verify_samples", 10000, "Test images the LCE model is verified on.", flag_values=FLAGS
+    "verify_samples", 10000, "Test images the LCE model is verified on.", lower_bound=0,
+    flag_values=FLAGS,
 )
 flags.DEFINE_integer(
-    "benchmark_runs", 20, "Timed inference runs per configuration.", lower_bound=1,
-    flag_values=FLAGS,
+    "benchmark_runs", 20, "Timed inference runs per configuration (at least 2: the benchmark "
+    "reports a spread).", lower_bound=2, flag_values=FLAGS,
 )
 flags.DEFINE_integer(
     "steps_per_epoch", None, "Cap on training steps (smoke runs).", lower_bound=1,

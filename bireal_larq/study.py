@@ -280,13 +280,16 @@ def run_study(
     Raises:
         ValueError: ``only`` names an unknown configuration.
     """
+    if os.path.exists(results_dir) and not os.path.isdir(results_dir):
+        raise ValueError(f"results_dir={results_dir!r} is a file; valid: a directory (created "
+                         "when missing)")
     runs_dir = os.path.join(results_dir, f"{suite_name}_runs")
-    os.makedirs(runs_dir, exist_ok=True)
     entries = suite_module.entries(runs_dir)
     names = [e.name for e in entries]
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
         raise ValueError(f"Unknown study configurations {unknown}; valid: {names}")
+    os.makedirs(runs_dir, exist_ok=True)
     md_path = os.path.join(results_dir, f"{suite_name}.md")
     png_path = os.path.join(results_dir, f"{suite_name}.png")
 

@@ -245,6 +245,12 @@ def test_cli_errors(tmp_path, capsys):
         assert cli.main(["benchmark", path]) == 1
         assert "--model='birealnet18' differs from the model of the export report" in (
             capsys.readouterr().err)
+        # An output that cannot be written is refused before the timing, not after it.
+        cli.FLAGS.unparse_flags()
+        cli.FLAGS(["benchmark", f"--json_output={tmp_path / 'nodir' / 'x.json'}"])
+        assert cli.main(["benchmark", path]) == 1
+        err = capsys.readouterr()
+        assert "nodir' does not exist" in err.err and "median ms" not in err.out
     finally:
         cli.FLAGS.unparse_flags()
     assert not os.path.exists(tmp_path / "bogus.benchmark.json")

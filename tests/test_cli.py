@@ -91,7 +91,8 @@ def test_the_parser_keeps_the_positional_arguments_a_command_takes(capsys):
     train.FLAGS.unparse_flags()
 
 
-@pytest.mark.parametrize("flag", ["--steps_per_epoch=0", "--benchmark_runs=0"])
+@pytest.mark.parametrize("flag", ["--steps_per_epoch=0", "--benchmark_runs=0", "--benchmark_runs=1",
+                                  "--verify_samples=-1"])
 def test_demo_refuses_a_zero_cap_instead_of_training_in_full(flag, capsys):
     from bireal_larq import demo
 

@@ -517,3 +517,39 @@ def test_weight_clip_sets_the_gradient_window_and_spares_real_valued_weights():
     assert stage1.get_layer("logits").kernel_constraint is None
     assert small_model("birealnet18", binary_last_layer=True).get_layer(
         "logits").kernel_constraint.clip_value == 1.0
+
+
+def test_bad_model_arguments_are_refused_with_the_valid_values():
+    def build(**kwargs):
+        kwargs.setdefault("input_shape", (16, 16, 3))
+        return create_model("birealnet18_small", base_filters=8, **kwargs)
+
+    # One class: a one-unit softmax outputs 1.0 for every input.
+    for bad in (1, True, 0):
+        with pytest.raises(ValueError, match=r"num_classes=.* is invalid; valid: an integer >= 2"):
+            build(num_classes=bad)
+    assert build(num_classes=np.int64(3)).output_shape == (None, 3)
+    for shape in ((16.0, 16.0, 3), 16, "16,16,3", (16, 16), (16, -1, 3)):
+        with pytest.raises(ValueError, match=r"input_shape=.* is invalid; valid: \(height"):
+            build(input_shape=shape)
+    assert build(input_shape=np.array([16, 16, 3])).input_shape == (None, 16, 16, 3)
+    with pytest.raises(ValueError, match=r"input_tensor has dtype uint8; valid: a float"):
+        build(input_shape=None, input_tensor=tf.keras.Input((16, 16, 3), dtype=tf.uint8))
+    with pytest.raises(ValueError, match="Twin activation 'tanh' is invalid"):
+        build(twin_activation="tanh")  # checked even when no twin is built
+    for flag in ("real_valued", "include_top"):
+        with pytest.raises(ValueError, match=rf"{flag}='yes' is invalid; valid: True or False"):
+            build(**{flag: "yes"})
+    for bad in (None, {"class_name": "HeNormal"}, tf.keras.initializers.HeNormal()):
+        with pytest.raises(ValueError, match="kernel_initializer=.* is invalid; valid: a Keras "
+                           "initializer name"):
+            build(kernel_initializer=bad)
+
+
+def test_an_identity_twin_round_trips():
+    model = create_model("birealnet18_small", input_shape=(16, 16, 3), num_classes=3,
+                         base_filters=8, real_valued=True, twin_activation="identity")
+    clone = tf.keras.models.clone_model(model)  # from_config: tf.identity could not be read
+    clone.set_weights(model.get_weights())
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(clone(x).numpy(), model(x).numpy(), atol=1e-6)

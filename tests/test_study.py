@@ -116,7 +116,11 @@ def test_tiny_study_runs_resumes_and_tabulates(tmp_path):
     assert json.loads(row_file.read_text())["name"] == "bireal"
 
     with pytest.raises(ValueError, match="Unknown study configurations.*valid"):
-        run_study("tiny", suite, str(results), only=["nope"])
+        run_study("tiny", suite, str(tmp_path / "fresh"), only=["nope"])
+    assert not os.path.exists(tmp_path / "fresh")  # nothing created for a refused name
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="results_dir=.*afile' is a file; valid: a directory"):
+        run_study("tiny", suite, str(tmp_path / "afile"))
 
 
 def test_fashion_mnist_suite_lists_every_trick(tmp_path):

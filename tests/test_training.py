@@ -847,3 +847,21 @@ def test_epoch_checkpoints_rotate_by_epoch_number_past_999(tmp_path):
         saver.on_epoch_end(epoch)
     assert sorted(os.listdir(tmp_path)) == ["epoch_1000.weights.h5", "epoch_999.weights.h5"]
     assert os.path.basename(latest_checkpoint(str(tmp_path))) == "epoch_1000.weights.h5"
+
+
+def test_a_twin_stage_before_a_binary_stem_with_rsign_is_refused_before_training():
+    from bireal_larq.training.runner import resolve_run_config
+
+    def config(**overrides):
+        return TrainConfig(
+            model="birealnet18_small", dataset="synthetic", num_classes=4, batch_size=8,
+            model_overrides={"base_filters": 8, "rsign": True, **overrides},
+            dataset_kwargs={"image_shape": SHAPE, "num_examples": 16},
+            stages=(StageConfig("twin", 1, real_valued=True), StageConfig("binary", 1)))
+
+    for flag, layer in (("binary_first_layer", "stem_conv_rsign"),
+                        ("binary_last_layer", "logits_rsign")):
+        with pytest.raises(ValueError, match=rf"Stage 'binary' cannot start from the previous "
+                           rf"stage's weights: only one of them has \['{layer}'\]"):
+            resolve_run_config(config(**{flag: True}))
+    assert resolve_run_config(config())["model_overrides"]["rsign"] is True

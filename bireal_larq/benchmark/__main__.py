@@ -86,6 +86,14 @@ def main(argv: list[str]) -> int:
     from bireal_larq.export import read_flatbuffer, read_report
 
     path = argv[1]
+    output = FLAGS.json_output or os.path.splitext(path)[0] + ".benchmark.json"
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder) or os.path.isdir(output):
+        # Checked before the timing, whose results would otherwise be lost.
+        print(f"benchmark failed: cannot write {output!r}: "
+              + ("it is a directory" if os.path.isdir(output) else f"{folder!r} does not exist")
+              + "; valid: a file path in an existing directory", file=sys.stderr)
+        return 1
     try:
         flatbuffer = read_flatbuffer(path)
         report = read_report(path) or {}
@@ -130,7 +138,6 @@ def main(argv: list[str]) -> int:
         return 1
     table = benchmark.format_table(timings)
     print(table)
-    output = FLAGS.json_output or os.path.splitext(path)[0] + ".benchmark.json"
     with open(output, "w", encoding="utf-8") as f:
         json.dump(
             {

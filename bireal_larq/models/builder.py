@@ -14,6 +14,7 @@ load into it directly.
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Sequence
 
 import larq as lq
@@ -52,11 +53,19 @@ def default_input_shape(config: BiRealConfig) -> tuple[int, int, int]:
 
 
 def _check_input_shape(config: BiRealConfig, input_shape: Sequence) -> tuple:
-    shape = tuple(input_shape)
-    if len(shape) != 3:
-        raise ValueError(
-            f"input_shape={shape} is invalid; valid: (height, width, channels), e.g. (224, 224, 3)"
-        )
+    valid = "valid: (height, width, channels) of positive ints (or None), e.g. (224, 224, 3)"
+    try:
+        if isinstance(input_shape, str | bytes):
+            raise TypeError
+        shape = tuple(input_shape)
+    except TypeError:
+        raise ValueError(f"input_shape={input_shape!r} is invalid; {valid}") from None
+    if len(shape) != 3 or not all(
+        d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0)
+        for d in shape
+    ):
+        raise ValueError(f"input_shape={shape} is invalid; {valid}")
+    shape = tuple(None if d is None else int(d) for d in shape)
     height, width, channels = shape
     if channels is None or int(channels) < 1:
         raise ValueError(f"input_shape={shape} has no channels; valid: channels >= 1")
@@ -377,9 +386,17 @@ def build_model(
     """
     if not isinstance(config, BiRealConfig):
         raise ValueError(f"config must be a BiRealConfig, got {type(config).__name__}")
-    if include_top and (not isinstance(num_classes, int) or num_classes < 1):
-        raise ValueError(f"num_classes={num_classes!r} is invalid; valid: an integer >= 1")
+    if include_top:
+        if (not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool)
+                or num_classes < 2):
+            # One class: a softmax of one unit outputs 1.0 whatever the input.
+            raise ValueError(f"num_classes={num_classes!r} is invalid; valid: an integer >= 2 "
+                             "(2 for a yes/no task)")
+        num_classes = int(num_classes)
     if input_tensor is not None:
+        if not input_tensor.dtype.is_floating:
+            raise ValueError(f"input_tensor has dtype {input_tensor.dtype.name}; valid: a float "
+                             "tensor of preprocessed images (cast raw uint8 images first)")
         if input_shape is not None and tuple(input_shape) != tuple(input_tensor.shape[1:]):
             raise ValueError(
                 f"input_shape={tuple(input_shape)} disagrees with input_tensor's shape "
@@ -388,7 +405,9 @@ def build_model(
         _check_input_shape(config, input_tensor.shape[1:])
         inputs = input_tensor
     else:
-        shape = _check_input_shape(config, input_shape or default_input_shape(config))
+        shape = _check_input_shape(
+            config, default_input_shape(config) if input_shape is None else input_shape
+        )
         inputs = layers.Input(shape=shape, name="image")
 
     builder = _Builder(config)

@@ -224,6 +224,12 @@ class BiRealConfig:
             )
         import tensorflow as tf
 
+        if not isinstance(self.kernel_initializer, str):
+            raise ValueError(
+                f"BiRealConfig.kernel_initializer={self.kernel_initializer!r} is invalid; "
+                "valid: a Keras initializer name such as 'glorot_normal' (configs are saved as "
+                "JSON)"
+            )
         try:
             tf.keras.initializers.get(self.kernel_initializer)
         except ValueError:

@@ -35,7 +35,7 @@ REAL_ACTIVATIONS = {
     "relu": tf.nn.relu,
     "leaky_clip": leaky_clip,
     "clip": clip,
-    "identity": tf.identity,
+    "identity": "linear",  # Keras' own name: a raw tf.identity cannot be deserialised
 }
 
 

@@ -119,8 +119,12 @@ def create_model(
         ValueError: unknown name or field, or an invalid value (naming the valid ones).
     """
     config = get_model_config(name, **overrides)
+    for flag, value in (("real_valued", real_valued), ("include_top", include_top)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{flag}={value!r} is invalid; valid: True or False")
+    twin = real_valued_twin(config, twin_activation)  # checks twin_activation in any case
     if real_valued:
-        config = real_valued_twin(config, twin_activation)
+        config = twin
     model = build_model(
         config,
         input_shape=input_shape,

@@ -82,6 +82,28 @@ def stage_model_overrides(config: TrainConfig, stage: StageConfig) -> dict[str, 
     }
 
 
+def _check_stage_chain(config: TrainConfig, stages: list[dict[str, Any]]) -> None:
+    """Each stage starts from the previous stage's weights by layer name: RSign's thresholds
+    in front of a binary stem or classifier exist only where those layers are binary, which a
+    real-valued twin stage never makes them, so such a chain would fail after training the
+    first stage."""
+
+    def rsign_layers(overrides):
+        c = get_model_config(config.model, **overrides)
+        return {"stem_conv_rsign": c.rsign and c.binary_first_layer,
+                "logits_rsign": c.rsign and c.binary_last_layer}
+
+    for before, after, stage in zip(stages, stages[1:], config.stages[1:]):
+        differ = [k for k, v in rsign_layers(after).items() if v != rsign_layers(before)[k]]
+        if differ:
+            raise ValueError(
+                f"Stage {stage.name!r} cannot start from the previous stage's weights: only "
+                f"one of them has {differ} (rsign=True with a binary first or last layer, "
+                "which a real-valued twin stage does not have); valid: rsign without "
+                "binary_first_layer/binary_last_layer, or no twin stage before it"
+            )
+
+
 def resolve_run_config(config: TrainConfig) -> dict[str, Any]:
     """Validates ``config`` against the registry and the dataset; the dict of config.json.
 
@@ -90,6 +112,7 @@ def resolve_run_config(config: TrainConfig) -> dict[str, Any]:
     """
     get_model_config(config.model, **config.model_overrides)
     stages = [stage_model_overrides(config, s) for s in config.stages]
+    _check_stage_chain(config, stages)
     input_shape, num_classes = dataset_shape(config)
     resolved = config.to_dict()
     resolved.update(
