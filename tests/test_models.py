@@ -553,3 +553,25 @@ def test_an_identity_twin_round_trips():
     clone.set_weights(model.get_weights())
     x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(clone(x).numpy(), model(x).numpy(), atol=1e-6)
+
+
+def test_weights_load_only_into_the_variant_that_saved_them(tmp_path):
+    from bireal_larq.models import load_weights, save_weights
+
+    def build(**overrides):
+        return create_model("birealnet18_small", input_shape=(16, 16, 3), num_classes=3,
+                            base_filters=8, **overrides)
+
+    path = str(tmp_path / "w.weights.h5")
+    save_weights(build(), path)
+    # Same layer names and shapes, another function: refused, naming the field.
+    with pytest.raises(ValueError, match=r"saved from another variant of the architecture "
+                       r"\(pad_values: file 0\.0, model 1\.0\).*transfer_weights"):
+        build(pad_values=1.0, weights=path)
+    load_weights(build(bn_momentum=0.8), path)  # a training-only field may differ
+    model = build(weights=path)
+    twin = create_model("birealnet18_small", input_shape=(16, 16, 3), num_classes=3,
+                        base_filters=8, real_valued=True)
+    with pytest.raises(ValueError, match="another variant"):
+        load_weights(twin, path)
+    transfer_weights(model, twin)  # on purpose: the documented way

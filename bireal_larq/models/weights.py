@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import h5py
@@ -83,8 +84,39 @@ def save_weights(model: tf.keras.Model, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp.h5"
     model.save_weights(tmp)
+    config = getattr(model, "bireal_config", None)
+    if config is not None:  # what the weights compute with, checked by load_weights
+        with h5py.File(tmp, "a") as f:
+            f.attrs[_CONFIG_ATTR] = config.to_json()
     os.replace(tmp, path)
     return path
+
+
+_CONFIG_ATTR = "bireal_config"
+
+
+def _check_saved_config(model: tf.keras.Model, path: str) -> None:
+    """A file of this package loads only into a model of the architecture that wrote it (up
+    to training-only fields): variants with the same layer names and shapes (pad_values,
+    padding alignment, BatchNorm epsilon, quantizers...) would load and compute another
+    function. Files written before the config was recorded are not checked."""
+    mine = getattr(model, "bireal_config", None)
+    with h5py.File(path, "r") as f:
+        saved = f.attrs.get(_CONFIG_ATTR)
+    if mine is None or saved is None:
+        return
+    saved = json.loads(saved.decode() if isinstance(saved, bytes) else saved)
+    current = json.loads(mine.to_json())
+    differ = {k: (saved.get(k), v) for k, v in current.items()
+              if k not in _TRAINING_ONLY and saved.get(k, v) != v}
+    if differ:
+        shown = ", ".join(f"{k}: file {a!r}, model {b!r}" for k, (a, b) in differ.items())
+        raise ValueError(
+            f"{path} was saved from another variant of the architecture ({shown}): the weights "
+            f"would load into model {model.name!r} but compute another function; valid: the "
+            "model built with the file's settings, or, to start one variant from another on "
+            "purpose, bireal_larq.models.transfer_weights(source_model, model)"
+        )
 
 
 def load_weights(model: tf.keras.Model, path: str) -> None:
@@ -127,6 +159,7 @@ def load_weights(model: tf.keras.Model, path: str) -> None:
     # The legacy HDF5 readers directly: Keras 2.15 routes any "*.weights.h5" path to its new
     # position-based format, which cannot read by-name files.
     if set(file_names) == set(model_names):
+        _check_saved_config(model, path)
         with h5py.File(path, "r") as f:
             hdf5_format.load_weights_from_hdf5_group_by_name(
                 f["model_weights"] if "model_weights" in f else f, model
