@@ -546,13 +546,21 @@ def test_bad_model_arguments_are_refused_with_the_valid_values():
             build(kernel_initializer=bad)
 
 
-def test_an_identity_twin_round_trips():
+@pytest.mark.parametrize("overrides", [
+    dict(real_valued=True, twin_activation="identity"),  # tf.identity could not be read back
+    dict(real_valued=True, twin_activation="leaky_clip"),  # nor custom functions from .h5
+    dict(kernel_quantizer="magnitude_aware_sign_unscaled"),
+])
+def test_real_activations_and_quantizers_round_trip(tmp_path, overrides):
     model = create_model("birealnet18_small", input_shape=(16, 16, 3), num_classes=3,
-                         base_filters=8, real_valued=True, twin_activation="identity")
-    clone = tf.keras.models.clone_model(model)  # from_config: tf.identity could not be read
-    clone.set_weights(model.get_weights())
+                         base_filters=8, **overrides)
     x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    clone = tf.keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
     np.testing.assert_allclose(clone(x).numpy(), model(x).numpy(), atol=1e-6)
+    model.save(str(tmp_path / "m.h5"))
+    loaded = tf.keras.models.load_model(str(tmp_path / "m.h5"), custom_objects=CUSTOM_OBJECTS)
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
 
 
 def test_weights_load_only_into_the_variant_that_saved_them(tmp_path):

@@ -23,9 +23,9 @@ import tensorflow as tf
 from bireal_larq.models import quantizers
 from bireal_larq.models.config import BiRealConfig
 from bireal_larq.models.layers import (
-    REAL_ACTIVATIONS,
     GroupedQuantConv2D,
     LearnableBias,
+    RealActivation,
     RPReLU,
     Subsample2D,
 )
@@ -115,7 +115,7 @@ class _Builder:
         if c.rsign:
             x = LearnableBias(name=f"{name}_rsign")(x)
         if c.input_quantizer is None:
-            x = layers.Activation(REAL_ACTIVATIONS[c.real_activation], name=f"{name}_act_in")(x)
+            x = RealActivation(c.real_activation, name=f"{name}_act_in")(x)
         subsample = stride > 1 and kernel > 1 and c.padding_alignment == "torch"
         constraint = None
         if c.kernel_quantizer is not None and c.weight_clip is not None:
@@ -251,7 +251,7 @@ class _Builder:
         mid = planes // 4
         if first:
             # The very first 1x1 conv is real-valued, fed through a leaky-clip.
-            a = layers.Activation(REAL_ACTIVATIONS["leaky_clip"], name=f"{name}_leaky_clip")(x2)
+            a = RealActivation("leaky_clip", name=f"{name}_leaky_clip")(x2)
             out1 = self.conv(a, mid, 1, f"{name}_conv1")
             out1 = self.bn(out1, f"{name}_bn1")
         else:

@@ -35,8 +35,27 @@ REAL_ACTIVATIONS = {
     "relu": tf.nn.relu,
     "leaky_clip": leaky_clip,
     "clip": clip,
-    "identity": "linear",  # Keras' own name: a raw tf.identity cannot be deserialised
+    "identity": tf.identity,
 }
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class RealActivation(tf.keras.layers.Layer):
+    """One of :data:`REAL_ACTIVATIONS` by name. A layer that stores the name, not the
+    function: Keras' legacy ``.h5`` model format cannot read back a custom function given to
+    ``Activation``, and ``tf.identity`` cannot be read back at all."""
+
+    def __init__(self, kind: str, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in REAL_ACTIVATIONS:
+            raise ValueError(f"kind={kind!r} is invalid; valid: {list(REAL_ACTIVATIONS)}")
+        self.kind = kind
+
+    def call(self, inputs):
+        return REAL_ACTIVATIONS[self.kind](inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind}
 
 
 @tf.keras.utils.register_keras_serializable(package=_PACKAGE)
@@ -198,10 +217,15 @@ class GroupedQuantConv2D(lq.layers.QuantConv2D):
 CUSTOM_OBJECTS = {
     **{
         tf.keras.utils.get_registered_name(obj): obj
-        for obj in (leaky_clip, clip, LearnableBias, RPReLU, Subsample2D, GroupedQuantConv2D)
+        for obj in (leaky_clip, clip, LearnableBias, RPReLU, Subsample2D, GroupedQuantConv2D,
+                    RealActivation)
     },
     **quantizers.CUSTOM_OBJECTS,
 }
+# Keras' legacy .h5 model format looks custom classes up by their plain names. (Not the
+# functions: that loader would also turn a layer's string setting of the same name into them.)
+CUSTOM_OBJECTS.update({name.split(">")[-1]: obj for name, obj in list(CUSTOM_OBJECTS.items())
+                       if isinstance(obj, type)})
 
 
 def iter_layers(model: tf.keras.Model):
