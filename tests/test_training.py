@@ -46,6 +46,21 @@ def tiny(**overrides):
     )
 
 
+def synthetic_config(train=64, **changes):
+    """A run on synthetic SHAPE images, 4 classes, at the tiny width."""
+    fields = dict(
+        model="birealnet18_small",
+        dataset="synthetic",
+        model_overrides={"base_filters": 8},
+        input_shape=SHAPE,
+        num_classes=4,
+        dataset_kwargs={"image_shape": SHAPE, "num_examples": {"train": train, "test": 16}},
+        batch_size=16,
+        stages=(StageConfig("binary", 1),),
+    )
+    return TrainConfig(**{**fields, **changes})
+
+
 def tiny_data(n=32, batch=8):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, *SHAPE)).astype("float32")
@@ -579,14 +594,7 @@ def test_evaluate_names_a_dataset_that_does_not_fit_the_run(tmp_path):
 
 # ----------------------------------------------------------------------------- a whole run
 def test_run_training_chains_stages_and_writes_the_run_directory(tmp_path):
-    config = TrainConfig(
-        model="birealnet18_small",
-        dataset="synthetic",
-        model_overrides={"base_filters": 8},
-        input_shape=SHAPE,
-        num_classes=4,
-        dataset_kwargs={"image_shape": SHAPE, "num_examples": {"train": 64, "test": 16}},
-        batch_size=16,
+    config = synthetic_config(
         stages=(
             StageConfig("twin", 1, real_valued=True, twin_activation="clip"),
             StageConfig("binary", 1, loss=LossConfig(refinery=TeacherConfig("previous"))),
@@ -640,18 +648,7 @@ def test_run_training_chains_stages_and_writes_the_run_directory(tmp_path):
 def test_mixed_precision_run_on_the_default_strategy(tmp_path):
     # "one_device" (and "auto" on one GPU or CPU) is TF's default strategy, which has no
     # device list: the policy must still be chosen, not crash the run after its checks.
-    config = TrainConfig(
-        model="birealnet18_small",
-        dataset="synthetic",
-        model_overrides={"base_filters": 8},
-        input_shape=SHAPE,
-        num_classes=4,
-        dataset_kwargs={"image_shape": SHAPE, "num_examples": {"train": 32, "test": 16}},
-        batch_size=16,
-        stages=(StageConfig("binary", 1),),
-        strategy="one_device",
-        mixed_precision=True,
-    )
+    config = synthetic_config(train=32, strategy="one_device", mixed_precision=True)
     summary = run_training(config, str(tmp_path), verbose=0)
     assert np.isfinite(summary["top1"])
     with open(tmp_path / "config.json") as f:
