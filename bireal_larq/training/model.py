@@ -189,7 +189,10 @@ class RecipeModel(tf.keras.Model):
                       tf.debugging.assert_less(
                           index, classes, message=f"class indices must be in [0, {classes})")]
             with tf.control_dependencies(checks):
-                return tf.one_hot(index, classes)
+                # XLA (jit_compile) drops assertions: there an index out of range makes its
+                # label, and so the loss, NaN instead of an all-zero label trained on silently.
+                bad = tf.logical_or(index < 0, index >= classes)[:, None]
+                return tf.where(bad, float("nan"), tf.one_hot(index, classes))
         if y.shape.rank != 2 or y.shape[-1] != classes:
             raise ValueError(
                 f"Labels of shape {tuple(y.shape)} ({y.dtype.name}) do not fit the model's "
