@@ -708,10 +708,12 @@ def test_skip_counts_are_per_pass_even_when_a_pass_is_abandoned(caplog):
     report = SkipReport(len(payloads), skip_corrupt=True, max_skip_fraction=0.005, channels=3)
     examples = tf.data.Dataset.from_tensor_slices((names, payloads, tf.zeros(301, tf.int64)))
     examples = tf.data.Dataset.zip((examples, tf.data.Dataset.random(seed=0).batch(2)))
-    ds = decode_robustly(examples, lambda payload, _: tf.io.decode_jpeg(payload, 3), report, False)
+    ds = decode_robustly(
+        examples, lambda payload, _: tf.io.decode_jpeg(payload, 3), report, False, block=1
+    )
     for _ in range(3):
-        # The first image out comes after the check saw the unreadable one's key missing (and
-        # counted it); the end of the pass is far off.
+        # The first image out comes after the unreadable one's block was checked (and
+        # counted); the other 299 blocks are far from done, so is the end of the pass.
         next(iter(ds))
     with caplog.at_level("WARNING"):
         assert sum(1 for _ in ds) == 300
@@ -720,9 +722,9 @@ def test_skip_counts_are_per_pass_even_when_a_pass_is_abandoned(caplog):
 
 
 @pytest.mark.parametrize("skip", [False, True])
-def test_robust_decoding_keeps_the_order(skip):
-    """Examples are decoded in parallel, but come out in input order (evaluation relies on it);
-    a skipped one leaves just a gap."""
+def test_robust_decoding_keeps_the_order_across_blocks(skip):
+    """Blocks are decoded in parallel, but examples come out in input order (evaluation relies
+    on it); a skipped one leaves just a gap."""
     from data_helpers import jpeg_bytes
 
     from bireal_larq.data.sources import SkipReport, decode_robustly
@@ -734,16 +736,17 @@ def test_robust_decoding_keeps_the_order(skip):
     report = SkipReport(40, skip_corrupt=skip, max_skip_fraction=0.1, channels=3)
     examples = tf.data.Dataset.from_tensor_slices((names, payloads, tf.range(40, dtype=tf.int64)))
     examples = tf.data.Dataset.zip((examples, tf.data.Dataset.random(seed=0).batch(2)))
-    ds = decode_robustly(examples, lambda payload, _: tf.io.decode_jpeg(payload, 3), report, False)
+    ds = decode_robustly(
+        examples, lambda payload, _: tf.io.decode_jpeg(payload, 3), report, False, block=3
+    )
     labels = [int(label) for _, label, _, _ in ds]
     assert labels == [i for i in range(40) if not (skip and i == 5)]
 
 
 @pytest.mark.parametrize("skip", [False, True])
 def test_robust_decoding_reports_runs_of_bad_examples_and_the_last_ones(skip):
-    """Two unreadable examples in a row, and two at the very end of the pass (after its last
-    good example nothing comes out of the decoder to show the gap): all are reported, in
-    order."""
+    """Two unreadable examples in a row, and two at the very end of the pass: all are
+    reported, in order."""
     from data_helpers import jpeg_bytes
 
     from bireal_larq.data.sources import SkipReport, decode_robustly
@@ -763,30 +766,6 @@ def test_robust_decoding_reports_runs_of_bad_examples_and_the_last_ones(skip):
     labels = [int(label) for _, label, _, _ in ds]
     assert labels == [i for i in range(12) if i not in bad_at]
     assert report.last_pass == [f"img_{i}.JPEG" for i in bad_at]
-    assert int(ds.pending_notes.size()) == 0  # a finished pass leaves no notes
-
-
-def test_robust_decoding_forgets_the_notes_of_long_abandoned_passes():
-    """A pass stopped by an unreadable image leaves the notes of the examples it had in
-    flight; passes started later remove those of passes many passes older, so the notes of
-    a long run stay bounded."""
-    from data_helpers import jpeg_bytes
-
-    from bireal_larq.data.sources import SkipReport, decode_robustly
-
-    payloads = [bad_image_bytes()["garbage"], jpeg_bytes(rgb_array(8, 8, seed=1))]
-    names = ["bad.JPEG", "good.JPEG"]
-    report = SkipReport(2, skip_corrupt=False, max_skip_fraction=0.0, channels=3)
-    examples = tf.data.Dataset.from_tensor_slices((names, payloads, tf.range(2, dtype=tf.int64)))
-    examples = tf.data.Dataset.zip((examples, tf.data.Dataset.random(seed=0).batch(2)))
-    ds = decode_robustly(examples, lambda payload, _: tf.io.decode_jpeg(payload, 3), report, False)
-    passes = 3 * SkipReport._OPEN_PASSES
-    for _ in range(passes):
-        with pytest.raises(Exception, match="Cannot decode image bad.JPEG"):
-            next(iter(ds))
-    # Each stopped pass left both of its notes (the check raised before removing them); all
-    # but the last _OPEN_PASSES passes' are gone.
-    assert 2 <= int(ds.pending_notes.size()) <= 2 * SkipReport._OPEN_PASSES
 
 
 def test_skip_report_keeps_passes_apart():
@@ -797,10 +776,11 @@ def test_skip_report_keeps_passes_apart():
     assert first != second
     names = tf.constant(["a.JPEG", "b.JPEG"])
     payloads = tf.constant([b"not an image", b"nor this"])
-    report.bad_examples(first, names[:1], payloads[:1], False)
-    report.bad_examples(second, names[:1], payloads[:1], False)  # 1 each: within 1.5
+    one_missing = tf.constant([True, False])
+    report.bad_block(first, names, payloads, one_missing, False)
+    report.bad_block(second, names, payloads, one_missing, False)  # 1 each: within 1.5
     with pytest.raises(D.CorruptImageError, match=r"2 of 10 images were unreadable"):
-        report.bad_examples(second, names[1:], payloads[1:], False)
+        report.bad_block(second, names, payloads, tf.constant([False, True]), False)
     report.finish(first)
     assert report.last_pass == ["a.JPEG"]
     report.finish(second)
@@ -813,13 +793,13 @@ def test_a_long_pass_keeps_its_count_while_many_short_ones_come_and_go():
     from bireal_larq.data.sources import SkipReport
 
     report = SkipReport(total=1000, skip_corrupt=True, max_skip_fraction=0.5, channels=3)
-    payloads = tf.constant([b"not an image"])
+    payloads, bad = tf.constant([b"not an image"]), tf.constant([True])
     training = report.new_pass()
     rounds = 2 * SkipReport._OPEN_PASSES
     for i in range(rounds):
-        report.bad_examples(training, tf.constant([f"t{i}.JPEG"]), payloads, False)
+        report.bad_block(training, tf.constant([f"t{i}.JPEG"]), payloads, bad, False)
         validation = report.new_pass()  # one skip each, never finished
-        report.bad_examples(validation, tf.constant(["v.JPEG"]), payloads, False)
+        report.bad_block(validation, tf.constant(["v.JPEG"]), payloads, bad, False)
     report.finish(training)
     assert report.last_pass == [f"t{i}.JPEG" for i in range(rounds)]
 

@@ -10,6 +10,10 @@ Op order of a training example (fixed; random ops draw from per-example / per-ba
   9. mean / std normalisation    9b. Cutout (a square of the normalised image set to 0)
   10. one-hot label             11. mixup / cutmix (soft labels)
 
+The fast path of photo recipes (fused crop, no rotation, AutoAugment or Cutout) runs 3 and
+6-9 per example, right before the batch (see ``_fused_tail``), with its own seed layout: the
+same images in distribution, not the same draws as ``train_preprocess`` for a given seed.
+
 Evaluation: decode -> resize the shorter side to image_size * r -> centre crop -> normalise.
 That same :func:`eval_preprocess` is what export verification and the inference API call.
 """
@@ -244,7 +248,8 @@ def train_preprocess(
 ) -> tf.Tensor:
     """One training example end to end (steps 2-9): pixel image -> normalised model input.
 
-    ``get_dataset`` runs the same two halves, the photometric one per batch.
+    ``get_dataset`` runs the same two halves, the photometric one per batch, except on its
+    fast path (see the module docstring).
     """
     geometry_seed, photometric_seed = P.split_seed(seed, 2)
     image = train_geometry(image, geometry_seed, info, augment, cropped)
@@ -489,7 +494,8 @@ def get_dataset(
         report = SkipReport(shard_count, skip_corrupt, max_skip_fraction, channels)
         ds = decode_robustly(ds, decode, report, is_path=is_path)
 
-    # 2-5 per example (unless done while decoding); 6-9, the one-hot labels and 11 per batch.
+    # 2-5 per example (unless done while decoding); 6-9, the one-hot labels and 11 per batch
+    # (the fast path: 2, 3 and 6-9 per example).
     def per_example(image, label, s, aux):
         del aux
         if fast:

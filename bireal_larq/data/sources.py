@@ -314,12 +314,13 @@ class SkipReport:
                 f"max_skip_fraction={self.max_skip_fraction}; the data is damaged"
             )
 
-    def bad_examples(
-        self, pass_id: tf.Tensor, names: tf.Tensor, payloads: tf.Tensor, is_path
+    def bad_block(
+        self, pass_id: tf.Tensor, names: tf.Tensor, payloads: tf.Tensor, missing: tf.Tensor, is_path
     ) -> bool:
-        """Reports examples of pass ``pass_id`` that did not decode (raise, or skip and count)."""
-        for name, payload in zip(names, payloads, strict=True):
-            self._bad(int(pass_id), name, payload, is_path)
+        """Reports the examples of a decoding block flagged in ``missing`` (a bool mask)."""
+        for name, payload, gone in zip(names, payloads, missing.numpy(), strict=True):
+            if gone:
+                self._bad(int(pass_id), name, payload, is_path)
         return False
 
     def finish(self, pass_id: tf.Tensor) -> bool:
@@ -338,124 +339,126 @@ class SkipReport:
         return True
 
 
-# Keys of examples in flight: (pass id, index in the pass) in 63 bits.
-_INDEX_BITS, _MAX_PASSES = 41, 2**22
+DECODE_BLOCK = 16
+# Keys of decoded examples: (pass id, block number, index in the block) in 63 bits.
+_INDEX_BITS, _BLOCK_BITS, _MAX_PASSES = 11, 30, 2**22
+
+
+def _decode_cycle_length() -> int:
+    """Blocks decoded at once: the CPUs this process may use, at least 2."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(2, cpus)
 
 
 def decode_robustly(
-    ds: tf.data.Dataset, decode_fn, report: SkipReport, is_path: bool
+    ds: tf.data.Dataset,
+    decode_fn,
+    report: SkipReport,
+    is_path: bool,
+    image_spec: tf.TensorSpec | None = None,
+    block: int = DECODE_BLOCK,
 ) -> tf.data.Dataset:
     """Maps ((name, payload, label), seed) -> (image, label, seed, aux), handling unreadable
     images.
 
-    ``decode_fn(payload, seed) -> image``: decoding plus whatever per-example work should share
-    its parallelism. ``aux`` is an empty tuple, kept so that every source yields the same
-    structure.
+    ``decode_fn(payload, seed) -> image`` (of ``image_spec``; default uint8 (H, W, channels)):
+    decoding plus whatever per-example work should share its parallelism. ``aux`` is an empty
+    tuple, kept so that every source yields the same structure.
 
-    Examples are decoded by one parallel, order-keeping map whose errors are dropped. Before
-    decoding, an example notes its name and payload under its key (pass id, index in the
-    pass) in a hash table; a sequential check right after the map sees the keys come out in
-    order, so a jump in the keys names exactly the examples that failed, whose notes it hands
-    to ``report`` (raise naming the file, or skip and count). Each key's note is removed once
-    the check has passed it; at the end of a pass the notes of that pass still there are those
-    of the examples that failed after its last good one. A good example costs two table
-    inserts, their removal and a comparison, and its image flows on without a copy. Each iteration
-    draws a pass id from ``report``; after the end ``report.finish`` logs the skipped files of
-    that pass. A pass abandoned early leaves the notes of the examples it had in flight (a
-    parallel map's buffer); a new pass removes those of passes ``SkipReport._OPEN_PASSES``
-    or more passes older.
+    Examples are decoded in blocks of ``block``, several blocks at once, and come out in input
+    order. Each block is a small dataset whose errors are dropped. A successful decode records
+    its key (pass id, block number, index) in a hash table; after the block's last example a
+    check looks its keys up and removes them, and only when one is missing is ``report`` asked
+    about those files (raise naming the file, or skip and count). A good example costs one
+    table insert and nothing else on its way (the check yields no element, so nothing filters
+    the images); the nested datasets are amortised over the block. Each iteration draws a pass
+    id from ``report``; after the last block ``report.finish`` logs the skipped files of that
+    pass. A pass abandoned early leaves the keys of its unchecked blocks in the table (at most
+    a few blocks' worth per abandoned pass).
     """
-    names = tf.lookup.experimental.MutableHashTable(tf.int64, tf.string, default_value="")
-    payloads = tf.lookup.experimental.MutableHashTable(tf.int64, tf.string, default_value="")
-    index_mask = tf.constant(2**_INDEX_BITS - 1, tf.int64)
+    if not 0 < block < 2**_INDEX_BITS:
+        raise ValueError(f"block={block} is invalid; valid: 1..{2**_INDEX_BITS - 1}")
+    if image_spec is None:
+        image_spec = tf.TensorSpec([None, None, report.channels], tf.uint8)
+    marker_image = tf.zeros([d or 1 for d in image_spec.shape.as_list()], image_spec.dtype)
+    # Decoded keys of the blocks in flight. Keys hold the pass id, so passes running at the
+    # same time or one abandoned half-way (its blocks never checked) never share a key.
+    decoded = tf.lookup.experimental.MutableHashTable(tf.int64, tf.int64, default_value=0)
 
-    def exported_keys():
-        keys, _ = names.export()
-        return tf.reshape(keys, [-1])
+    def per_block(pass_id, number, example, seeds):
+        names, payloads, labels = example
+        k = tf.shape(names, out_type=tf.int64)[0]
+        block_id = tf.bitwise.left_shift(pass_id, _BLOCK_BITS) + number % 2**_BLOCK_BITS
+        keys = tf.bitwise.left_shift(block_id, _INDEX_BITS) + tf.range(k)
 
-    def pass_of(keys):
-        return tf.bitwise.right_shift(keys, _INDEX_BITS)
+        def decode_one(key, payload, label, seed):
+            image = decode_fn(payload, seed)
+            with tf.control_dependencies([image]):  # recorded only once decoding succeeded
+                done = decoded.insert(key[tf.newaxis], tf.ones([1], tf.int64))
+            with tf.control_dependencies([done]):
+                return tf.identity(image), label, seed, ()
 
-    def forget(keys):
-        with tf.control_dependencies([names.remove(keys)]):
-            return payloads.remove(keys)
+        good = (
+            tf.data.Dataset.from_tensor_slices((keys, payloads, labels, seeds))
+            .map(decode_one)
+            .ignore_errors()
+        )
+
+        def check(*_):
+            came_out = tf.equal(decoded.lookup(keys), 1)
+            with tf.control_dependencies([came_out]):
+                removed = decoded.remove(keys)
+
+            def ask():
+                missing = tf.logical_not(came_out)
+                ok = tf.py_function(
+                    report.bad_block, [pass_id, names, payloads, missing, is_path], tf.bool
+                )
+                ok.set_shape([])
+                return ok
+
+            with tf.control_dependencies([removed]):
+                return tf.cond(tf.reduce_all(came_out), lambda: tf.constant(False), ask)
+
+        # After the block's examples: the check, which yields nothing.
+        end = tf.data.Dataset.from_tensors((marker_image, labels[0], seeds[0], ())).filter(check)
+        return good.concatenate(end)
 
     def one_pass(pass_id):
-        first = tf.bitwise.left_shift(pass_id, _INDEX_BITS)
-
-        def decode_one(index, element):
-            (name, payload, label), seed = element
-            key = first + tf.bitwise.bitwise_and(index, index_mask)
-            noted = [names.insert(key[None], name[None]),
-                     payloads.insert(key[None], payload[None])]
-            with tf.control_dependencies(noted):  # noted before decoding can fail
-                payload = tf.identity(payload)
-            return decode_fn(payload, seed), label, seed, key
-
-        def report_missing(keys):
-            ok = tf.py_function(
-                report.bad_examples,
-                [pass_id, names.lookup(keys), payloads.lookup(keys), is_path],
-                tf.bool,
-            )
-            ok.set_shape([])
-            return ok
-
-        def check(last, element):
-            image, label, seed, key = element
-            missing = tf.range(last + 1, key)
-            reported = tf.cond(
-                tf.size(missing) > 0, lambda: report_missing(missing), lambda: tf.constant(True)
-            )
-            with tf.control_dependencies([reported]):
-                done = forget(tf.range(last + 1, key + 1))
-            with tf.control_dependencies([done]):
-                return tf.identity(key), (image, label, seed, ())
-
-        decoded = (
-            ds.enumerate()
-            .map(decode_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .ignore_errors()
-            .scan(first - 1, check)
+        # A whole block at a time, in block order: the examples keep their order. One block
+        # per usable CPU in flight: tf.data's AUTOTUNE cycle length left the second core of a
+        # 2-core machine idle (benchmarks/input_pipeline.py --cores=2).
+        decoded_ds = ds.batch(block).enumerate().interleave(
+            lambda number, batch: per_block(pass_id, number, *batch),
+            cycle_length=_decode_cycle_length(),
+            block_length=block,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
 
         def finish(*element):
-            # The notes of this pass still there: the examples that failed after its last
-            # good one (the check removed every key up to that one).
-            keys = exported_keys()
-            keys = tf.sort(tf.boolean_mask(keys, tf.equal(pass_of(keys), pass_id)))
-            reported = tf.cond(
-                tf.size(keys) > 0, lambda: report_missing(keys), lambda: tf.constant(True)
-            )
-            with tf.control_dependencies([reported]):  # looked up before they are removed
-                forgotten = forget(keys)
-            with tf.control_dependencies([forgotten]):
-                done = tf.py_function(report.finish, [pass_id], tf.bool)
+            done = tf.py_function(report.finish, [pass_id], tf.bool)
             done.set_shape([])
             return tf.logical_and(done, tf.constant(False))
 
-        # After the last example: the end report, which yields nothing.
+        # After the last block: log the pass's skipped files; yields nothing.
         dummy = tf.nest.map_structure(
             lambda spec: tf.zeros([d or 1 for d in spec.shape.as_list()], spec.dtype),
-            decoded.element_spec,
+            decoded_ds.element_spec,
         )
-        return decoded.concatenate(tf.data.Dataset.from_tensors(dummy).filter(finish))
+        return decoded_ds.concatenate(tf.data.Dataset.from_tensors(dummy).filter(finish))
 
     def new_pass(_):
         pass_id = tf.py_function(report.new_pass, [], tf.int64)
         pass_id.set_shape([])
-        # Notes left by passes abandoned long ago (ids wrap around at _MAX_PASSES).
-        keys = exported_keys()
-        age = tf.math.floormod(pass_id - pass_of(keys), _MAX_PASSES)
-        stale = tf.boolean_mask(keys, age >= SkipReport._OPEN_PASSES)
-        with tf.control_dependencies([forget(stale)]):
-            return tf.identity(pass_id)
+        return pass_id
 
-    # One element per iteration: a fresh id for the pass, under which its examples and its end
+    # One element per iteration: a fresh id for the pass, under which its blocks and its end
     # report.
-    robust = tf.data.Dataset.from_tensors(0).map(new_pass).flat_map(one_pass)
-    robust.pending_notes = names  # for tests: the notes of examples in flight
-    return robust
+    return tf.data.Dataset.from_tensors(0).map(new_pass).flat_map(one_pass)
 
 
 def synthetic_examples(
