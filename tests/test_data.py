@@ -768,6 +768,30 @@ def test_robust_decoding_reports_runs_of_bad_examples_and_the_last_ones(skip):
     assert report.last_pass == [f"img_{i}.JPEG" for i in bad_at]
 
 
+@pytest.mark.parametrize("skip", [False, True])
+def test_robust_decoding_does_not_swallow_errors_from_before_the_decoder(skip, tmp_path):
+    """A damaged TFRecord (a TFDS shard whose record fails its checksum) is not an unreadable
+    image to skip: its error must stop the pass, not lose examples silently."""
+    from data_helpers import jpeg_bytes
+
+    from bireal_larq.data.sources import SkipReport, decode_robustly
+
+    path = str(tmp_path / "shard.tfrecord")
+    good = jpeg_bytes(rgb_array(8, 8, seed=1))
+    with tf.io.TFRecordWriter(path) as writer:
+        for _ in range(4):
+            writer.write(good)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 4 * 2 + 40] ^= 0xFF  # inside the third record: its checksum fails
+    open(path, "wb").write(bytes(data))
+    records = tf.data.TFRecordDataset(path).map(lambda r: (tf.constant("x.JPEG"), r, 0))
+    examples = tf.data.Dataset.zip((records, tf.data.Dataset.random(seed=0).batch(2)))
+    report = SkipReport(4, skip_corrupt=skip, max_skip_fraction=1.0, channels=3)
+    ds = decode_robustly(examples, lambda payload, _: tf.io.decode_jpeg(payload, 3), report, False)
+    with pytest.raises(tf.errors.DataLossError):
+        list(ds)
+
+
 def test_skip_report_keeps_passes_apart():
     from bireal_larq.data.sources import SkipReport
 
