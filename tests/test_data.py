@@ -545,6 +545,35 @@ def test_imagefolder_training_batches(folder, preset):
     np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_fast_training_tail_is_flip_lighting_and_normalisation():
+    """The fast path's per-example tail (a multiply-add on rows of width x channels values
+    against tiled per-channel constants) computes the reference maths: flip when the fourth
+    draw is negative, then normalize(x / 255 + PCA lighting shift). A non-square image, so that
+    a mix-up of height and width or of the channel order in the tiled rows shows."""
+    from bireal_larq.data import pipeline
+    from bireal_larq.data import preprocessing as P
+
+    # ImageNet's mean / std: three different values per channel (synthetic data has equal ones)
+    info = dataclasses.replace(
+        D.dataset_info("imagefolder", class_names=["a", "b"]), image_shape=(6, 10, 3)
+    )
+    augment = D.preset("imagenet")
+    tail = pipeline._fused_tail(info, augment, normalise=True)
+    image = tf.random.stateless_uniform((6, 10, 3), [1, 2], 0.0, 255.0)
+    flips = set()
+    for i in range(8):
+        seed = tf.constant([i, 7], tf.int64)
+        noise = tf.random.stateless_normal([4], seed, alg="philox").numpy()
+        flipped = bool(noise[3] < 0)
+        flips.add(flipped)
+        source = image[:, ::-1] if flipped else image
+        eigvec, eigval = np.array(P.IMAGENET_EIGVEC), np.array(P.IMAGENET_EIGVAL)
+        shift = eigvec @ (noise[:3] * augment.lighting_alphastd * eigval)
+        expected = (source.numpy() / 255.0 + shift - np.array(info.mean)) / np.array(info.std)
+        np.testing.assert_allclose(tail(image, seed).numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert flips == {False, True}  # both branches were compared
+
+
 def test_imagefolder_eval_labels_follow_sorted_folders(folder):
     ds, n = D.get_dataset("imagefolder", "test", batch_size=4, training=False, data_dir=folder)
     assert n == 6
