@@ -1,21 +1,46 @@
 # The two commands of the README: `make demo` and `make test`. Both set everything up on first use.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV := .venv
+#
+# STACK picks the lock file and the Python it needs:
+#   main (default)  locks/main.txt       Python 3.12, TensorFlow 2.21 + tf-keras   -> .venv
+#   reference       locks/reference.txt  Python 3.11, TensorFlow 2.15.1 (Keras 2)  -> .venv-reference
+# PYTHON=/path/to/python3.X overrides the search for the interpreter (scripts/find_python.sh).
+STACK ?= main
+ifeq ($(STACK),main)
+  PY_VERSION := 3.12
+  VENV ?= .venv
+else ifeq ($(STACK),reference)
+  PY_VERSION := 3.11
+  VENV ?= .venv-reference
+else
+  $(error STACK=$(STACK) is not a stack; valid: main, reference)
+endif
+LOCK := locks/$(STACK).txt
 PY := $(VENV)/bin/python
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 # Prepared TFDS datasets are reused from here by the tests, the demo and the study.
 export TFDS_DATA_DIR ?= $(CURDIR)/.cache/tensorflow_datasets
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# A notebook platform's order: TensorFlow 2.20, Keras 3 and tf-keras 2.20 are installed first,
+# then this package (not editable) on top (see `make smoke-notebook`).
+NOTEBOOK_VENV := .venv-notebook
+NOTEBOOK_LOCK := locks/notebook.txt
 
-.PHONY: demo test lint venv fashion-mnist clean
+.PHONY: demo test smoke smoke-notebook lint venv fashion-mnist clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py constraints.txt
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "bireal_larq needs Python 3.11 (the pinned TensorFlow 2.15.1 stack); found " + sys.version.split()[0])'
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+# The venv is rebuilt when the lock or the packaging changes, or when it holds another Python.
+$(VENV)/.installed: setup.py $(LOCK)
+	@python="$(PYTHON)"; \
+	if [ -z "$$python" ]; then python="$$(scripts/find_python.sh $(PY_VERSION))" || exit 1; fi; \
+	if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PY_VERSION)" ]; then \
+	  echo "$(VENV) holds another Python than $(PY_VERSION); recreating it"; rm -rf $(VENV); fi; \
+	test -x $(PY) || "$$python" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip<25" wheel setuptools
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,lint]"
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[test,lint,zoo]"
+	# larq-zoo's own pins (protobuf<3.21, zookeeper's tensorflow-datasets<4.9) conflict with
+	# TF >= 2.20; its model code runs without them (tests and benchmarks only).
+	$(PY) -m pip install --quiet --no-deps -c $(LOCK) larq-zoo zookeeper
 	touch $@
 
 # Offline Fashion-MNIST: the four .gz files of Debian's dataset-fashion-mnist package.
@@ -32,6 +57,25 @@ fashion-mnist:
 test: venv fashion-mnist
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
+# A few minutes: build, fit, kill and resume, export and verify, weights, the notebook.
+smoke: venv fashion-mnist
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "smoke and not slow"
+
+$(NOTEBOOK_VENV)/.installed: setup.py $(NOTEBOOK_LOCK)
+	@python="$(PYTHON)"; \
+	if [ -z "$$python" ]; then python="$$(scripts/find_python.sh 3.12)" || exit 1; fi; \
+	rm -rf $(NOTEBOOK_VENV) && "$$python" -m venv $(NOTEBOOK_VENV)
+	$(NOTEBOOK_VENV)/bin/python -m pip install --quiet --upgrade "pip<25" wheel setuptools
+	$(NOTEBOOK_VENV)/bin/python -m pip install --quiet -c $(NOTEBOOK_LOCK) \
+	  tensorflow keras tf-keras pytest pytest-timeout pytest-xdist nbclient nbformat ipykernel
+	$(NOTEBOOK_VENV)/bin/python -m pip install --quiet -c $(NOTEBOOK_LOCK) .
+	touch $@
+
+# The smoke set where Keras 3 is what `import tensorflow` gives (Kaggle / Colab images); pytest
+# runs from its own entry point so that the installed package, not the checkout, is imported.
+smoke-notebook: $(NOTEBOOK_VENV)/.installed fashion-mnist
+	$(NOTEBOOK_VENV)/bin/pytest -n 2 --dist loadgroup -q -m "smoke and not slow" -p no:cacheprovider
+
 lint: venv
 	$(VENV)/bin/ruff check bireal_larq tests experiments benchmarks
 
@@ -39,4 +83,4 @@ demo: venv fashion-mnist
 	$(PY) -m bireal_larq.demo --output_dir=runs/demo
 
 clean:
-	rm -rf $(VENV) .cache runs
+	rm -rf .venv .venv-reference $(NOTEBOOK_VENV) .cache runs

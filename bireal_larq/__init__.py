@@ -12,7 +12,13 @@ import os as _os
 # oneDNN on by default (AVX-512 VNNI / AMX), TF pools through oneDNN's allocator either way.
 _os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
-from bireal_larq.models import (
+# Keras 2 (tf-keras) must be chosen before TensorFlow first loads tf.keras; a clear ImportError
+# (bireal_larq.stack.StackError) if this process already holds Keras 3 or an unsupported stack.
+from bireal_larq.stack import select_keras2 as _select_keras2
+
+_select_keras2()
+
+from bireal_larq.models import (  # noqa: E402
     CUSTOM_OBJECTS,
     BiRealConfig,
     build_model,
@@ -24,7 +30,7 @@ from bireal_larq.models import (
     transfer_weights,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CUSTOM_OBJECTS",

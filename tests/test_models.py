@@ -5,7 +5,6 @@ import dataclasses
 import io
 
 import larq as lq
-import larq_zoo
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -153,6 +152,7 @@ def test_pinned_parameter_counts(name, params, binary_convs):
     assert len(quant_layers(model)) == binary_convs
 
 
+@pytest.mark.smoke
 def test_stage_shapes_of_birealnet18():
     model = create_model("birealnet18", include_top=False)
     assert model.output_shape == (None, 7, 7, 512)
@@ -176,6 +176,7 @@ def _randomise_batchnorm(model, seed=1):
 
 @pytest.mark.parametrize("include_top", [True, False])
 def test_larq_zoo_birealnet_weights_load_exactly(include_top, tmp_path):
+    larq_zoo = pytest.importorskip("larq_zoo", reason="larq-zoo is installed by make's venv")
     zoo = larq_zoo.literature.BiRealNet(weights=None, include_top=include_top)
     _randomise_batchnorm(zoo)
     path = str(tmp_path / "zoo.h5")
@@ -195,6 +196,7 @@ def test_larq_zoo_birealnet_weights_load_exactly(include_top, tmp_path):
 
 
 def test_weights_of_another_depth_are_refused(tmp_path):
+    larq_zoo = pytest.importorskip("larq_zoo", reason="larq-zoo is installed by make's venv")
     path = str(tmp_path / "zoo.h5")
     larq_zoo.literature.BiRealNet(weights=None).save_weights(path)
     with pytest.raises(ValueError, match="layers"):
@@ -210,6 +212,7 @@ def test_weights_of_another_depth_are_refused(tmp_path):
     create_model("birealnet18", weights=path, bn_momentum=0.9, weight_clip=None)
 
 
+@pytest.mark.smoke
 def test_own_weights_round_trip_by_name(tmp_path):
     model = small_model("birealnet18_react")
     path = str(tmp_path / "w.h5")
@@ -579,6 +582,7 @@ def test_real_activations_and_quantizers_round_trip(tmp_path, overrides):
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
 
 
+@pytest.mark.smoke
 def test_weights_load_only_into_the_variant_that_saved_them(tmp_path):
     from bireal_larq.models import load_weights, save_weights
 

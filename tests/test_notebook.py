@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 from test_train_support import ROOT, processes
 
 pytestmark = processes
 
 
+@pytest.mark.smoke
 def test_quickstart_notebook_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("BIREAL_QUICKSTART_TINY", "1")
     monkeypatch.setenv("BIREAL_QUICKSTART_OUTPUT", str(tmp_path))

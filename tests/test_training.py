@@ -593,6 +593,7 @@ def test_evaluate_names_a_dataset_that_does_not_fit_the_run(tmp_path):
 
 
 # ----------------------------------------------------------------------------- a whole run
+@pytest.mark.smoke
 def test_run_training_chains_stages_and_writes_the_run_directory(tmp_path):
     config = synthetic_config(
         stages=(

@@ -7,7 +7,8 @@ import os
 
 import h5py
 import tensorflow as tf
-from keras.src.saving.legacy import hdf5_format
+
+from bireal_larq.stack import hdf5_format as _hdf5_format
 
 
 def _weight_layers(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
@@ -161,7 +162,7 @@ def load_weights(model: tf.keras.Model, path: str) -> None:
     if set(file_names) == set(model_names):
         _check_saved_config(model, path)
         with h5py.File(path, "r") as f:
-            hdf5_format.load_weights_from_hdf5_group_by_name(
+            _hdf5_format().load_weights_from_hdf5_group_by_name(
                 f["model_weights"] if "model_weights" in f else f, model
             )
         return
@@ -176,7 +177,7 @@ def load_weights(model: tf.keras.Model, path: str) -> None:
     _check_zoo_architecture(model, path)
     try:
         with h5py.File(path, "r") as f:
-            hdf5_format.load_weights_from_hdf5_group(
+            _hdf5_format().load_weights_from_hdf5_group(
                 f["model_weights"] if "model_weights" in f else f, model
             )
     except ValueError as err:

@@ -39,7 +39,9 @@ def load_weights(model: tf.keras.Model, path: str) -> None:
     Raises:
         ValueError: a weight-carrying layer of ``model`` is missing from the file.
     """
-    from keras.src.saving.legacy import hdf5_format  # by-name loading of the legacy layout
+    from bireal_larq.stack import hdf5_format as _hdf5_format  # by-name legacy layout
+
+    hdf5_format = _hdf5_format()
 
     with h5py.File(path, "r") as f:
         stored = {n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]}

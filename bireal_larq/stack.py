@@ -1,0 +1,148 @@
+"""The software stack bireal_larq runs on, and Keras 2 selected before TensorFlow loads it.
+
+Larq 0.14 is written for Keras 2 (it subclasses ``LocallyConnected1D`` and uses
+``tf.keras.optimizers.legacy``). TensorFlow 2.15 carries Keras 2 as ``tf.keras``; from 2.16 on,
+``tf.keras`` is Keras 3 unless ``TF_USE_LEGACY_KERAS=1`` is set before ``tf.keras`` is first
+touched and the ``tf-keras`` package of the same minor version is installed (larq issues #909 and
+#911). :func:`select_keras2` runs when ``bireal_larq`` is imported; it is importable without
+TensorFlow and imports nothing of the package.
+
+Supported stacks (the lock files under ``locks/`` pin each):
+
+- main: Python 3.10-3.12, TensorFlow 2.18-2.21 with ``tf-keras`` of the same minor, numpy < 2;
+- reference: Python 3.10-3.11, TensorFlow 2.15.1 with its own Keras 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+SUPPORTED_PYTHON = ((3, 10), (3, 12))
+# TensorFlow minors of the main stack; 2.15 is the reference stack.
+MAIN_TF_MINORS = (18, 19, 20, 21)
+REFERENCE_TF_MINOR = 15
+
+_RESTART = (
+    "Restart the Python process (in a notebook: Runtime > Restart session / Kernel > Restart) "
+    "and run `import bireal_larq` before `import tensorflow`, or set the environment variable "
+    "TF_USE_LEGACY_KERAS=1 before TensorFlow is imported (os.environ['TF_USE_LEGACY_KERAS'] = "
+    "'1' in the first cell)."
+)
+
+
+class StackError(ImportError):
+    """The installed packages cannot run bireal_larq; the message says what to change."""
+
+
+def _tf_minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def check_python(version_info: tuple[int, ...] = sys.version_info[:2]) -> None:
+    """Raises :class:`StackError` outside Python 3.10-3.12."""
+    low, high = SUPPORTED_PYTHON
+    if not low <= tuple(version_info[:2]) <= high:
+        raise StackError(
+            f"bireal_larq supports Python 3.10-3.12, not {version_info[0]}.{version_info[1]}: "
+            "larq 0.14 requires numpy < 2 and larq-compute-engine 0.16 has wheels for CPython "
+            "3.10-3.12 only. Use Python 3.12."
+        )
+
+
+def check_numpy(version: str) -> None:
+    """Raises :class:`StackError` for numpy 2 (larq 0.14 is built against numpy 1)."""
+    if int(version.split(".")[0]) >= 2:
+        raise StackError(
+            f"numpy {version} is installed; larq 0.14 requires numpy < 2. Install it with "
+            "`pip install 'numpy<2'` (numpy 1.26 supports Python 3.10-3.12)."
+        )
+
+
+def legacy_keras_requested() -> bool:
+    """Whether ``TF_USE_LEGACY_KERAS`` asks TensorFlow for Keras 2 (TF reads "1" or "true")."""
+    return os.environ.get("TF_USE_LEGACY_KERAS") in ("1", "true", "True")
+
+
+def select_keras2() -> None:
+    """Makes ``tf.keras`` Keras 2 for this process, or raises :class:`StackError` saying why not.
+
+    Sets ``TF_USE_LEGACY_KERAS=1`` unless the user set it to something else, then checks what
+    ``tf.keras`` is. Importing TensorFlow here is what every bireal_larq module does next anyway.
+    """
+    check_python()
+    import numpy
+
+    check_numpy(numpy.__version__)
+    user_value = os.environ.get("TF_USE_LEGACY_KERAS")
+    if user_value is None:
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    tf_imported_before = "tensorflow" in sys.modules
+
+    import tensorflow as tf
+
+    major, minor = _tf_minor(tf.__version__)
+    if (major, minor) == (2, REFERENCE_TF_MINOR):
+        return  # tf.keras is Keras 2.15 whatever the variable says
+    if (major, minor) < (2, REFERENCE_TF_MINOR) or major > 2:
+        raise StackError(
+            f"TensorFlow {tf.__version__} is not supported; bireal_larq runs on TensorFlow "
+            "2.18-2.21 (with tf-keras of the same version) or 2.15.1. Install e.g. "
+            "`pip install 'tensorflow==2.21.*' 'tf-keras==2.21.*'`."
+        )
+    if not legacy_keras_requested():
+        raise StackError(
+            f"TF_USE_LEGACY_KERAS={user_value!r} asks TensorFlow {tf.__version__} for Keras 3, "
+            "but larq (and so bireal_larq) needs Keras 2 (tf-keras). Unset the variable or set "
+            "it to 1, then restart the Python process."
+        )
+    # TensorFlow decides at its import which Keras `from tensorflow.keras import ...` reaches (it
+    # records the choice in _tf_uses_legacy_keras) and at the first use of tf.keras what that
+    # attribute is: both must be Keras 2.
+    if tf_imported_before and getattr(tf, "_tf_uses_legacy_keras", True) is False:
+        raise StackError(
+            f"bireal_larq needs Keras 2, but TensorFlow {tf.__version__} was imported before "
+            "bireal_larq without TF_USE_LEGACY_KERAS=1, so it serves Keras 3 and cannot switch "
+            f"in this process. {_RESTART}"
+        )
+    try:
+        keras_package = tf.keras.layers.Layer.__module__.split(".")[0]
+    except ImportError as err:  # TF's lazy loader: tf-keras is not installed
+        raise StackError(
+            f"TensorFlow {tf.__version__} needs the tf-keras package for Keras 2 ({err}). "
+            f"Install it with `pip install 'tf-keras=={major}.{minor}.*'`."
+        ) from None
+    if keras_package != "tf_keras":
+        when = (
+            "TensorFlow was imported and tf.keras used before bireal_larq"
+            if tf_imported_before
+            else "tf.keras resolved to Keras 3"
+        )
+        raise StackError(
+            f"bireal_larq needs Keras 2, but tf.keras is already Keras 3 (from the "
+            f"{keras_package!r} package): {when}, and TensorFlow {tf.__version__} chooses its "
+            f"Keras once per process. {_RESTART}"
+        )
+
+
+def hdf5_format():
+    """Keras 2's legacy HDF5 reader/writer module (by-name weight loading), on either stack."""
+    import tensorflow as tf
+
+    if _tf_minor(tf.__version__) == (2, REFERENCE_TF_MINOR):
+        from keras.src.saving.legacy import hdf5_format as module
+    else:
+        from tf_keras.src.saving.legacy import hdf5_format as module
+    return module
+
+
+def keras_version() -> str:
+    """The version of the Keras 2 that ``tf.keras`` is (tf-keras, or TF 2.15's keras)."""
+    import tensorflow as tf
+
+    if _tf_minor(tf.__version__) == (2, REFERENCE_TF_MINOR):
+        import keras
+    else:
+        import tf_keras as keras
+    return keras.__version__
