@@ -48,7 +48,12 @@ setup(
         "tf-keras>=2.15.1,!=2.16.*,!=2.17.*,<2.22",
         "larq==0.14.0",
         f"larq-compute-engine==0.16.0; {LCE_PLATFORMS}",
+        # TensorFlow >= 2.21 no longer pulls TensorBoard, which tf.summary (the run directory's
+        # logs) needs; tensorflow-datasets 4.9 prepares data through importlib_resources
+        # without declaring it.
+        "tensorboard",
         "tensorflow-datasets",
+        "importlib_resources",
         "numpy>=1.23.5,<2",
         "h5py",
         "absl-py",

@@ -1,6 +1,7 @@
 """bireal_larq: Bi-Real Net binarized neural networks on Larq, from training to LCE."""
 
 import os as _os
+import sys as _sys
 
 # TensorFlow's default CPU allocator hands large freed buffers back to the OS, so every decoded
 # and resized image of the input pipeline pays its page faults again; TF's BFC allocator keeps a
@@ -14,21 +15,24 @@ _os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 # Keras 2 (tf-keras) must be chosen before TensorFlow first loads tf.keras; a clear ImportError
 # (bireal_larq.stack.StackError) if this process already holds Keras 3 or an unsupported stack.
-from bireal_larq.stack import select_keras2 as _select_keras2
+# `python -m bireal_larq.doctor` (sys.argv[0] is "-m" while its package is imported) skips both:
+# it reports a broken stack instead of failing here, and runs the same check itself.
+if not (_sys.argv[:1] == ["-m"] and "bireal_larq.doctor" in _sys.orig_argv):
+    from bireal_larq.stack import select_keras2 as _select_keras2
 
-_select_keras2()
+    _select_keras2()
 
-from bireal_larq.models import (  # noqa: E402
-    CUSTOM_OBJECTS,
-    BiRealConfig,
-    build_model,
-    create_model,
-    list_models,
-    load_weights,
-    real_valued_twin,
-    register_model,
-    transfer_weights,
-)
+    from bireal_larq.models import (
+        CUSTOM_OBJECTS,
+        BiRealConfig,
+        build_model,
+        create_model,
+        list_models,
+        load_weights,
+        real_valued_twin,
+        register_model,
+        transfer_weights,
+    )
 
 __version__ = "0.2.0"
 
