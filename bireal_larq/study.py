@@ -39,6 +39,14 @@ flags.DEFINE_string("data_dir", None, "Data directory of bireal_larq.data.", fla
 flags.DEFINE_bool(
     "table_only", False, "Rewrite the table from finished rows; train nothing.", flag_values=FLAGS
 )
+flags.DEFINE_bool(
+    "recheck",
+    False,
+    "Train nothing: export and evaluate every finished row's weights again on the installed "
+    "stack and compare with its row (results/<suite>_recheck_tf<version>.md); exit 1 when one "
+    "moved by more than 0.05 points.",
+    flag_values=FLAGS,
+)
 
 ROW_FILE = "study_row.json"
 
@@ -59,8 +67,6 @@ def load_suite(suite: str):
 
 def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
     """Trains, exports and evaluates one configuration; returns (and stores) its row."""
-    from bireal_larq.export import export_model
-    from bireal_larq.runs import model_from_run
     from bireal_larq.training import run_training
 
     run_dir = os.path.join(runs_dir, entry.name)
@@ -76,11 +82,33 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
             )
     import tensorflow as tf
 
+    tf.keras.backend.clear_session()
+    summary = run_training(entry.config.replace(data_dir=data_dir), run_dir, verbose=2)
+    row = measure_entry(entry, run_dir, os.path.join(run_dir, "model.tflite"), data_dir)
+    row.update(
+        train_minutes=summary["train_time_s"] / 60,
+        epochs=summary["epochs"],
+        train_images_per_s=summary.get("train_images_per_s"),
+    )
+    with open(row_path, "w", encoding="utf-8") as f:
+        json.dump(row, f, indent=2)
+    return row
+
+
+def measure_entry(entry, run_dir: str, tflite_path: str, data_dir: str | None = None) -> dict:
+    """Exports a finished run's weights with LCE and evaluates both models on the test split.
+
+    Returns:
+        The measured part of a study row (accuracies, agreement, size, fused binary convs).
+    """
+    import tensorflow as tf
+
     from bireal_larq.data import get_dataset
+    from bireal_larq.export import export_model
+    from bireal_larq.runs import model_from_run
 
     tf.keras.backend.clear_session()
     config = entry.config.replace(data_dir=data_dir)
-    summary = run_training(config, run_dir, verbose=2)
     model, _ = model_from_run(run_dir)
     # The whole test split, preprocessed by the data package's eval function (with the last
     # stage's evaluation resize ratio, as training validated it).
@@ -96,7 +124,7 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
     )
     report = export_model(
         model,
-        os.path.join(run_dir, "model.tflite"),
+        tflite_path,
         model_name=config.model,
         verify_images=test,
         verify_samples=min(count, TEST_IMAGES),
@@ -106,7 +134,7 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
         allow_float_fallback=True,
     )
     verification = report.get("verification") or {}
-    row = {
+    return {
         "name": entry.name,
         "description": entry.description,
         "binary": entry.binary,
@@ -118,13 +146,102 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
         "parameters": int(model.count_params()),
         "flatbuffer_bytes": report.get("file_size_bytes"),
         "binary_convs_fused": f"{report.get('lce_bconv2d_ops')}/{report.get('binary_layers')}",
-        "train_minutes": summary["train_time_s"] / 60,
-        "epochs": summary["epochs"],
-        "train_images_per_s": summary.get("train_images_per_s"),
     }
-    with open(row_path, "w", encoding="utf-8") as f:
-        json.dump(row, f, indent=2)
-    return row
+
+
+RECHECK_TOLERANCE = 0.0005  # 0.05 points of top-1
+
+
+def recheck_study(
+    suite_name: str,
+    suite_module,
+    results_dir: str,
+    *,
+    only: list[str] | None = None,
+    data_dir: str | None = None,
+) -> tuple[list[dict], list[str]]:
+    """Measures every finished row again from its committed weights on the installed stack.
+
+    Writes ``<results_dir>/<suite>_recheck_tf<TF version>.md`` (committed and measured Keras and
+    LCE top-1 side by side) and leaves the rows, weights and table of the study untouched.
+
+    Returns:
+        The comparison rows and the names of rows whose accuracy moved by more than 0.05
+        points (or whose fused-conv count changed).
+    """
+    import tempfile
+
+    import tensorflow as tf
+
+    from bireal_larq.stack import keras_version
+
+    runs_dir = os.path.join(results_dir, f"{suite_name}_runs")
+    entries = suite_module.entries(runs_dir)
+    names = [e.name for e in entries]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise ValueError(f"Unknown study configurations {unknown}; valid: {names}")
+    entries = [e for e in entries if not only or e.name in only]
+    compared, moved = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        for entry in entries:
+            run_dir = os.path.join(runs_dir, entry.name)
+            row_path = os.path.join(run_dir, ROW_FILE)
+            if not os.path.exists(row_path):
+                continue
+            with open(row_path, encoding="utf-8") as f:
+                committed = json.load(f)
+            start = time.time()
+            measured = measure_entry(
+                entry, run_dir, os.path.join(scratch, f"{entry.name}.tflite"), data_dir
+            )
+            deltas = [
+                abs(measured[k] - committed[k]) for k in ("keras_top1", "lce_top1")
+                if measured.get(k) is not None and committed.get(k) is not None
+            ]
+            ok = (
+                len(deltas) == 2
+                and max(deltas) <= RECHECK_TOLERANCE + 1e-9
+                and measured["binary_convs_fused"] == committed["binary_convs_fused"]
+            )
+            compared.append({"name": entry.name, "committed": committed, "measured": measured,
+                             "ok": ok, "seconds": time.time() - start})
+            if not ok:
+                moved.append(entry.name)
+            print(
+                f"### {entry.name}: Keras {_pct(committed['keras_top1'])} -> "
+                f"{_pct(measured['keras_top1'])} %, LCE {_pct(committed['lce_top1'])} -> "
+                f"{_pct(measured['lce_top1'])} %{'' if ok else '  MOVED'}",
+                flush=True,
+            )
+    versions = f"TensorFlow {tf.__version__}, Keras {keras_version()}, Python " + (
+        ".".join(map(str, sys.version_info[:3]))
+    )
+    lines = [
+        f"# {suite_name}: the committed weights measured again ({versions})",
+        "",
+        f"Command: `python -m bireal_larq.study --suite={suite_name} --recheck`; "
+        f"{time.strftime('%Y-%m-%d')}; {len(compared)} rows, {len(moved)} moved by more than "
+        "0.05 points of top-1.",
+        "",
+        "| configuration | Keras top-1 % committed | measured | LCE top-1 % committed | measured "
+        "| binary convs fused | within 0.05 points |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in compared:
+        old, new = c["committed"], c["measured"]
+        lines.append(
+            f"| {c['name']} | {_pct(old['keras_top1'])} | {_pct(new['keras_top1'])} | "
+            f"{_pct(old['lce_top1'])} | {_pct(new['lce_top1'])} | "
+            f"{new['binary_convs_fused'] if old['binary'] else ''} | "
+            f"{'yes' if c['ok'] else 'NO'} |"
+        )
+    path = os.path.join(results_dir, f"{suite_name}_recheck_tf{tf.__version__}.md")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(path + ".tmp", path)
+    print(f"Results: {path}", flush=True)
+    return compared, moved
 
 
 def finished_rows(entries, runs_dir: str) -> list[dict]:
@@ -330,6 +447,15 @@ def run_study(
 
 def main(argv) -> None:
     del argv
+    if FLAGS.recheck:
+        try:
+            _, moved = recheck_study(FLAGS.suite, load_suite(FLAGS.suite), FLAGS.results_dir,
+                                     only=FLAGS.only, data_dir=FLAGS.data_dir)
+        except ValueError as err:
+            raise SystemExit(f"study: {err}") from None
+        if moved:
+            raise SystemExit(f"study: rows moved by more than 0.05 points: {moved}")
+        return
     try:
         _, failures = run_study(
             FLAGS.suite,
