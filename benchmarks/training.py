@@ -26,6 +26,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# bireal_larq first: on the main stack its import selects Keras 2 (TF_USE_LEGACY_KERAS=1),
+# which must happen before TensorFlow, larq or larq_zoo is imported.
+import bireal_larq  # noqa: E402, F401, I001 - before TensorFlow, on purpose
 import larq_zoo  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

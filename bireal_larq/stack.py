@@ -65,19 +65,42 @@ def legacy_keras_requested() -> bool:
     return os.environ.get("TF_USE_LEGACY_KERAS") in ("1", "true", "True")
 
 
+def installed_tensorflow_version() -> str | None:
+    """The version of the installed TensorFlow distribution, read without importing it."""
+    from importlib import metadata
+
+    for name in ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def request_keras2() -> None:
+    """Sets ``TF_USE_LEGACY_KERAS=1`` where TensorFlow needs it for Keras 2, unless it is set.
+
+    Not on TensorFlow 2.15, whose built-in Keras 2.15 is the reference stack's Keras (the
+    variable would switch it to a tf-keras 2.15 installed beside it). Imports nothing heavy.
+    """
+    version = installed_tensorflow_version()
+    if version is not None and _tf_minor(version) == (2, REFERENCE_TF_MINOR):
+        return
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
 def select_keras2() -> None:
     """Makes ``tf.keras`` Keras 2 for this process, or raises :class:`StackError` saying why not.
 
-    Sets ``TF_USE_LEGACY_KERAS=1`` unless the user set it to something else, then checks what
-    ``tf.keras`` is. Importing TensorFlow here is what every bireal_larq module does next anyway.
+    Calls :func:`request_keras2`, then checks what ``tf.keras`` is. Importing TensorFlow here is
+    what every bireal_larq module does next anyway.
     """
     check_python()
     import numpy
 
     check_numpy(numpy.__version__)
     user_value = os.environ.get("TF_USE_LEGACY_KERAS")
-    if user_value is None:
-        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    request_keras2()
     tf_imported_before = "tensorflow" in sys.modules
 
     import tensorflow as tf
@@ -126,23 +149,22 @@ def select_keras2() -> None:
         )
 
 
-def hdf5_format():
-    """Keras 2's legacy HDF5 reader/writer module (by-name weight loading), on either stack."""
+def keras_package() -> str:
+    """The package ``tf.keras`` comes from: "tf_keras", or "keras" (TF 2.15's own Keras 2)."""
     import tensorflow as tf
 
-    if _tf_minor(tf.__version__) == (2, REFERENCE_TF_MINOR):
-        from keras.src.saving.legacy import hdf5_format as module
-    else:
-        from tf_keras.src.saving.legacy import hdf5_format as module
-    return module
+    return tf.keras.layers.Layer.__module__.split(".")[0]
+
+
+def hdf5_format():
+    """The legacy HDF5 reader/writer module (by-name weight loading) of the Keras in use."""
+    import importlib
+
+    return importlib.import_module(f"{keras_package()}.src.saving.legacy.hdf5_format")
 
 
 def keras_version() -> str:
     """The version of the Keras 2 that ``tf.keras`` is (tf-keras, or TF 2.15's keras)."""
-    import tensorflow as tf
+    import importlib
 
-    if _tf_minor(tf.__version__) == (2, REFERENCE_TF_MINOR):
-        import keras
-    else:
-        import tf_keras as keras
-    return keras.__version__
+    return importlib.import_module(keras_package()).__version__

@@ -3,9 +3,11 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Keras 2 (tf-keras) for TensorFlow >= 2.16, as `import bireal_larq` would select it: test modules
+# Keras 2 (tf-keras) for TensorFlow >= 2.16, as `import bireal_larq` selects it: test modules
 # import tensorflow and larq before the package. tests/test_stack.py checks the import order.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from bireal_larq.stack import request_keras2  # noqa: E402  (imports no TensorFlow)
+
+request_keras2()
 # Tests that prepare TFDS data share one copy (the Makefile exports the same default).
 os.environ.setdefault(
     "TFDS_DATA_DIR",

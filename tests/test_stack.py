@@ -84,6 +84,15 @@ def test_the_legacy_hdf5_module_is_the_one_tf_keras_uses():
     module = stack.hdf5_format()
     assert module.__name__.split(".")[0] == ("keras" if TF_MINOR == (2, 15) else "tf_keras")
     assert callable(module.load_weights_from_hdf5_group_by_name)
+    assert module.__name__.split(".")[0] == tf.keras.layers.Layer.__module__.split(".")[0]
+
+
+def test_the_reference_stack_keeps_its_own_keras_and_the_main_stack_gets_tf_keras():
+    # TF 2.15 with tf-keras 2.15 beside it: the variable would switch tf.keras to tf-keras, so
+    # the package leaves it unset there; every other TensorFlow gets it.
+    done = run_python("import os, bireal_larq\nprint(os.environ.get('TF_USE_LEGACY_KERAS'))")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == ("None" if TF_MINOR == (2, 15) else "1")
 
 
 def test_the_running_stack_is_a_supported_one():

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from bireal_larq.study import ROW_FILE, run_study, write_results
+from bireal_larq.study import ROW_FILE, recheck_study, run_study, write_results
 from bireal_larq.training.experiments import load_experiment
 
 TINY_SUITE = textwrap.dedent('''
@@ -114,6 +114,22 @@ def test_tiny_study_runs_resumes_and_tabulates(tmp_path):
     assert failures == [] and len(rows) == 4
     assert os.path.getmtime(row_file) == stamp
     assert json.loads(row_file.read_text())["name"] == "bireal"
+
+    # The committed weights measured again give the rows' numbers; a row whose stored number
+    # is off is named, and the rows themselves are left untouched.
+    compared, moved = recheck_study("tiny", suite, str(results), only=["bireal", "bireal_seed1"])
+    assert [c["name"] for c in compared] == ["bireal", "bireal_seed1"] and moved == []
+    assert compared[0]["measured"]["keras_top1"] == rows[1]["keras_top1"]
+    recheck = next(results.glob("tiny_recheck_tf*.md")).read_text()
+    assert "| bireal | " in recheck and "0 moved by more than 0.05 points" in recheck
+    tampered = json.loads(row_file.read_text())
+    tampered["lce_top1"] -= 0.01
+    row_file.write_text(json.dumps(tampered))
+    _, moved = recheck_study("tiny", suite, str(results), only=["bireal"])
+    assert moved == ["bireal"]
+    assert json.loads(row_file.read_text()) == tampered
+    with pytest.raises(ValueError, match="Unknown study configurations"):
+        recheck_study("tiny", suite, str(results), only=["nope"])
 
     with pytest.raises(ValueError, match="Unknown study configurations.*valid"):
         run_study("tiny", suite, str(tmp_path / "fresh"), only=["nope"])
