@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import larq as lq
 import numpy as np
@@ -192,12 +193,136 @@ def test_verification_with_a_named_dataset_uses_the_data_contract(tmp_path, monk
     assert report["verification"]["source"] == "cifar10 test split"
 
 
-def test_int8_request_on_an_unquantized_model_is_reported(tmp_path):
+@pytest.fixture
+def lce_conversions(monkeypatch):
+    """Counts the conversions LCE runs: of the SavedModel, or of its traced-graph fallback."""
+    from larq_compute_engine.mlir.python import converter
+
+    calls = {"saved_model": 0, "graphdef": 0}
+
+    def counted(key, function):
+        def wrapper(*args, **kwargs):
+            calls[key] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(converter, "convert_saved_model",
+                        counted("saved_model", converter.convert_saved_model))
+    monkeypatch.setattr(converter, "convert_graphdef_to_tflite_flatbuffer",
+                        counted("graphdef", converter.convert_graphdef_to_tflite_flatbuffer))
+    return calls
+
+
+def test_int8_request_on_an_unquantized_model_is_reported(tmp_path, lce_conversions):
     report = export.export_model(
         _single_classifier(), str(tmp_path / "m.tflite"), int8=True, verify_samples=2
     )
+    # converted from the SavedModel, not by LCE's fallback (which int8 I/O used to trigger)
+    assert lce_conversions == {"saved_model": 1, "graphdef": 0}
     assert report["io"]["input_type"] == "float32"
     assert any("int8" in w for w in report["warnings"])
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_a_registered_model_converts_through_the_saved_model_fully_fused(
+        int8, tmp_path, lce_conversions):
+    # int8 I/O on a model without quantization ranges used to send LCE down its fallback.
+    model = create_model("birealnet18_small", input_shape=(24, 24, 3), num_classes=CLASSES)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = export.export_model(model, str(tmp_path / "m.tflite"), int8=int8,
+                                     verify_samples=2)
+    assert lce_conversions == {"saved_model": 1, "graphdef": 0}
+    assert not [w for w in caught if core.LCE_FALLBACK_WARNING in str(w.message)]
+    assert report["binary_layers"] == 16 == report["lce_bconv2d_ops"], report["op_table"]
+    assert report["float_fallback_layers"] == []
+    assert report["io"]["input_type"] == "float32"
+
+
+def _failing(error):
+    def fail(*args, **kwargs):
+        raise error
+
+    return fail
+
+
+@pytest.mark.parametrize("step", ["save", "convert"])
+def test_a_failing_saved_model_step_is_an_error_naming_its_cause(
+        step, tmp_path, monkeypatch, lce_conversions):
+    from larq_compute_engine.mlir.python import converter
+
+    model = _single_classifier()
+    if step == "save":
+        cause = NotImplementedError("Layer Odd has arguments in `__init__`: override get_config")
+        monkeypatch.setattr(model, "save", _failing(cause))
+        expected = (r"could not be written as a SavedModel.*NotImplementedError: Layer Odd has "
+                    r"arguments.*Make model\.save\(directory, save_format='tf'\) succeed")
+    else:
+        cause = RuntimeError("'tf.OddOp' op is neither a custom op nor a flex op")
+        monkeypatch.setattr(converter, "convert_saved_model_to_tflite_flatbuffer",
+                            _failing(cause))
+        expected = (r"converter failed on the SavedModel.*RuntimeError: 'tf\.OddOp' op is "
+                    r"neither.*Replace the layer or op")
+    with pytest.raises(export.ExportError, match=expected) as info:
+        export.convert(model)
+    assert info.value.__cause__ is cause
+    assert "traced from the Keras model" in str(info.value)
+
+    output = tmp_path / "m.tflite"
+    with pytest.raises(export.ExportError, match=expected) as info:
+        export.export_model(model, str(output), verify_samples=0)
+    assert info.value.__cause__ is cause
+    assert lce_conversions["graphdef"] == 0, "LCE's fallback conversion ran"
+    assert not output.exists()
+    report = json.loads((tmp_path / "m.failed.json").read_text())
+    assert report["status"] == "failed" and str(cause) in report["errors"][0]
+
+
+def test_a_fallback_warning_without_a_cause_is_still_an_error(monkeypatch):
+    import larq_compute_engine as lce
+
+    def warns(*args, **kwargs):
+        warnings.warn(f"{core.LCE_FALLBACK_WARNING}, falling back to graphdef-based conversion.",
+                      UserWarning, stacklevel=2)
+        return b""
+
+    monkeypatch.setattr(lce, "convert_keras_model", warns)
+    with pytest.raises(export.ExportError, match="failed without naming the cause") as info:
+        export.convert(_single_classifier())
+    assert info.value.__cause__ is None
+
+
+def _fake_quantized_classifier():
+    """A binary conv between int8 fake-quantization ranges: LCE quantizes the float layers."""
+
+    def fake_quant(t):
+        return tf.quantization.fake_quant_with_min_max_args(t, -4.0, 4.0)
+
+    x = tf.keras.Input((8, 8, 4), name="image")
+    y = tf.keras.layers.Lambda(fake_quant, name="fq_in")(x)
+    y = _bconv(y, "conv", pad_values=1.0)
+    y = tf.keras.layers.BatchNormalization(name="bn")(y)
+    y = tf.keras.layers.Lambda(fake_quant, name="fq_bn")(y)
+    y = tf.keras.layers.GlobalAveragePooling2D(name="pool")(y)
+    y = tf.keras.layers.Lambda(fake_quant, name="fq_out")(y)
+    return tf.keras.Model(x, y, name="quantized")
+
+
+def test_int8_io_on_a_model_with_quantization_ranges(tmp_path, lce_conversions):
+    import larq_compute_engine as lce
+
+    model = _fake_quantized_classifier()
+    flatbuffer = export.convert(model, int8=True)
+    assert flatbuffer == lce.convert_keras_model(
+        model, inference_input_type=tf.int8, inference_output_type=tf.int8)
+    assert verify.io_types(flatbuffer)["input_type"] == "int8"
+    assert {"QUANTIZE", "DEQUANTIZE"}.isdisjoint(export.op_table(flatbuffer))
+    report = export.export_model(model, str(tmp_path / "q.tflite"), int8=True, verify_samples=4)
+    assert report["io"]["input_type"] == report["io"]["output_type"] == "int8"
+    assert not any("int8" in w for w in report["warnings"])
+    assert report["lce_bconv2d_ops"] == 1
+    assert lce_conversions["graphdef"] == 0
 
 
 def test_bad_arguments_are_named(tmp_path):
@@ -353,6 +478,7 @@ def test_an_unknown_verify_dataset_is_refused_before_converting(tmp_path, monkey
 # ----------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.smoke
 def test_cli_exports_a_registered_model_with_its_report(tmp_path, capsys):
     from bireal_larq.export import __main__ as cli
 
@@ -444,6 +570,7 @@ def test_the_authors_weight_gradient_exports_the_same_fused_convs(tmp_path):
     assert report["binary_layers"] == 16 == report["lce_bconv2d_ops"], report["op_table"]
 
 
+@pytest.mark.smoke
 def test_verification_on_the_synthetic_dataset_end_to_end(tmp_path):
     model = _single_classifier(shape=(8, 8, 3))
     report = export.export_model(

@@ -4,6 +4,11 @@
 flags and calls it. The converter says nothing when a binary conv is not fused into
 ``LceBconv2d`` (LCE issues #692, #744), so the op table is checked against the binary layers
 of the Keras model, and the result goes into a JSON report beside the ``.tflite``.
+
+LCE's ``convert_keras_model`` writes the model as a SavedModel and converts that; when either
+step raises, it only warns and converts a graph traced from the Keras model instead, which can
+differ from the SavedModel's. :func:`convert` turns that fallback into an :class:`ExportError`
+naming the exception behind it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import dataclasses
 import json
 import logging
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,8 +39,16 @@ REPORT_SUFFIX = ".json"
 log = logging.getLogger(__name__)
 
 
+# The start of the warning with which LCE 0.16's convert_keras_model gives up on the SavedModel
+# and converts a traced graph instead (it warns from inside its ``except Exception`` block).
+LCE_FALLBACK_WARNING = "Saved-model conversion failed"
+
+# Cause messages longer than this are cut in ExportError messages (the exception stays chained).
+_MAX_CAUSE_CHARS = 600
+
+
 class ExportError(RuntimeError):
-    """Export refused or failed a check; the message names what was wrong."""
+    """Export refused, failed a check or could not convert; the message names what was wrong."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +149,62 @@ def check_fusion(model: tf.keras.Model, flatbuffer: bytes) -> FusionCheck:
     return FusionCheck(tuple(binary), fused, tuple(unfused))
 
 
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    if len(text) > _MAX_CAUSE_CHARS:
+        text = text[:_MAX_CAUSE_CHARS] + " [...]"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _raised_in(error: BaseException, function: str) -> bool:
+    """Whether ``function`` is on the traceback of ``error``."""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == function:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _fallback_error(model: tf.keras.Model, warning: Warning) -> ExportError:
+    """The error for LCE's fallback from its SavedModel conversion, naming the cause."""
+    cause = warning.__context__
+    refused = (
+        "LCE would then convert a graph traced from the Keras model instead, which can differ "
+        "from the SavedModel's (fewer fused binary convs, other ops) without saying so; export "
+        "does not take that path"
+    )
+    if cause is None:
+        return ExportError(
+            f"LCE's SavedModel conversion of model {model.name!r} failed without naming the cause "
+            f"({warning}); {refused}. Check that model.save(directory, save_format='tf') and "
+            "larq_compute_engine.convert_saved_model(directory) work for this model"
+        )
+    if _raised_in(cause, "convert_saved_model"):
+        return ExportError(
+            f"LCE's converter failed on the SavedModel of model {model.name!r}: "
+            f"{_describe(cause)}. {refused}. Replace the layer or op that the error names (one "
+            "that neither TFLite nor LCE converts) and export again"
+        )
+    return ExportError(
+        f"Model {model.name!r} could not be written as a SavedModel, the first step of LCE's "
+        f"conversion: {_describe(cause)}. {refused}. Make model.save(directory, "
+        "save_format='tf') succeed for this model (custom layers need a get_config() that "
+        "rebuilds them) and export again"
+    )
+
+
+def _carries_int8_ranges(flatbuffer: bytes) -> bool:
+    """Whether LCE quantized part of the model: it then has ``QUANTIZE``/``DEQUANTIZE`` ops."""
+    ops = fb.op_table(flatbuffer)
+    return "QUANTIZE" in ops or "DEQUANTIZE" in ops
+
+
 def convert(model: tf.keras.Model, *, target: str = "arm", int8: bool = False) -> bytes:
-    """Converts a float32 Keras model with LCE's converter.
+    """Converts a float32 Keras model with LCE's converter, through a SavedModel only.
+
+    LCE's ``convert_keras_model`` falls back to converting a traced graph, with only a warning,
+    when writing or converting the SavedModel raises; that fallback is an error here.
 
     Args:
         model: a float32 Keras model (rebuild mixed-precision models in float32 first, e.g.
@@ -146,6 +215,8 @@ def convert(model: tf.keras.Model, *, target: str = "arm", int8: bool = False) -
 
     Raises:
         ValueError: an invalid target, or a model that is not float32.
+        ExportError: LCE could not write or convert the model as a SavedModel; the message
+            names the exception (also chained as ``__cause__``) and what to change.
     """
     import larq_compute_engine as lce
 
@@ -157,10 +228,29 @@ def convert(model: tf.keras.Model, *, target: str = "arm", int8: bool = False) -
             f"Model {model.name!r} uses the dtype policy {policy.name!r}; LCE converts float32 "
             "models only: rebuild it in float32 (bireal_larq.runs.model_from_run does)"
         )
-    io_type = tf.int8 if int8 else tf.float32
-    return lce.convert_keras_model(
-        model, inference_input_type=io_type, inference_output_type=io_type, target=target
-    )
+    with warnings.catch_warnings():
+        # LCE warns from inside the except block that caught the SavedModel step's exception:
+        # as an error, the warning carries that exception as __context__ and the fallback
+        # conversion never runs.
+        warnings.filterwarnings(
+            "error", message=re.escape(LCE_FALLBACK_WARNING), category=UserWarning
+        )
+        try:
+            # float32 I/O always: LCE's SavedModel path raises (and so falls back) when asked
+            # for int8 I/O on a model without quantization ranges.
+            flatbuffer = lce.convert_keras_model(model, target=target)
+        except UserWarning as warning:
+            if not str(warning).startswith(LCE_FALLBACK_WARNING):
+                raise
+            raise _fallback_error(model, warning) from warning.__context__
+    if int8 and _carries_int8_ranges(flatbuffer):
+        # What LCE's convert_saved_model does after converting, when given int8 I/O types.
+        from larq_compute_engine.mlir.python.util import modify_integer_quantized_model_io_type
+
+        flatbuffer = modify_integer_quantized_model_io_type(
+            flatbuffer, inference_input_type=tf.int8, inference_output_type=tf.int8
+        )
+    return flatbuffer
 
 
 def _registry_name(model: tf.keras.Model, model_name: str | None) -> str | None:
@@ -244,9 +334,10 @@ def export_model(
 
     Raises:
         ValueError: invalid arguments (target, sample count, unknown model name).
-        ExportError: the registry marks the model not LCE-compatible, a binary conv was not
-            fused, or verification on real images agreed less than ``min_agreement``. The
-            report is still written (with ``"status": "failed"``); the ``.tflite`` is not.
+        ExportError: the registry marks the model not LCE-compatible, LCE could not convert it
+            through a SavedModel (see :func:`convert`), a binary conv was not fused, or
+            verification on real images agreed less than ``min_agreement``. The report is
+            still written (with ``"status": "failed"``); the ``.tflite`` is not.
     """
     from bireal_larq.export import verify as verify_lib
 
@@ -308,7 +399,10 @@ def export_model(
             f"{', '.join(too_small)}; use a larger input_shape or pad_values=1"
         )
 
-    flatbuffer = convert(model, target=target, int8=int8)
+    try:
+        flatbuffer = convert(model, target=target, int8=int8)
+    except ExportError as e:
+        raise fail(str(e)) from e.__cause__
     report["file_size_bytes"] = len(flatbuffer)
     report["op_table"] = fb.op_table(flatbuffer)
 
