@@ -168,3 +168,34 @@ def keras_version() -> str:
     import importlib
 
     return importlib.import_module(keras_package()).__version__
+
+
+# Platforms with larq-compute-engine 0.16 wheels (CPython 3.10-3.12); setup.py installs it there.
+LCE_PLATFORMS = "Linux x86-64, macOS and Windows"
+
+
+class LceUnavailableError(RuntimeError):
+    """Larq Compute Engine (converter and interpreter) is not installed on this machine."""
+
+
+def import_lce(module: str = "larq_compute_engine"):
+    """Imports ``module`` of Larq Compute Engine, or says why export cannot run here.
+
+    Raises:
+        LceUnavailableError: the package is not installed; the message names the platforms it
+            has wheels for and what to do instead.
+    """
+    import importlib
+    import platform
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        here = f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
+        raise LceUnavailableError(
+            f"Larq Compute Engine is not installed ({err}), so export and LCE inference cannot "
+            f"run here ({here}). larq-compute-engine 0.16 publishes wheels for CPython "
+            f"3.10-3.12 on {LCE_PLATFORMS} only. Training works here; export on one of those "
+            "machines (pip install larq-compute-engine==0.16.0) and run the .tflite on the "
+            "device with lce_benchmark_model."
+        ) from None

@@ -17,6 +17,7 @@ import sys
 from absl import app, flags
 
 from bireal_larq.cli import parser_for
+from bireal_larq.stack import LceUnavailableError, import_lce
 
 FLAGS = flags.FlagValues()
 PARSER = parser_for(FLAGS)  # app.run's flags parser: no positional arguments
@@ -70,6 +71,7 @@ def main(argv: list[str]) -> int:
     from bireal_larq.export import ExportError, export_model, load_model_for_export
 
     try:
+        import_lce()  # before any work: where LCE has no wheels, say so at once
         model, metadata = load_model_for_export(
             checkpoint=FLAGS.checkpoint,
             model=FLAGS.model,
@@ -90,7 +92,7 @@ def main(argv: list[str]) -> int:
             # preprocesses and names classes by it); verification may use another.
             metadata={**metadata, "dataset": metadata.get("dataset") or FLAGS.verify_dataset},
         )
-    except (ExportError, ValueError, FileNotFoundError) as e:
+    except (ExportError, LceUnavailableError, ValueError, FileNotFoundError) as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
     summary = {k: report[k] for k in ("output", "file_size_bytes", "op_table", "warnings")}

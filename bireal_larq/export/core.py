@@ -30,6 +30,7 @@ from bireal_larq.export import flatbuffer as fb
 from bireal_larq.models import get_entry, list_models
 from bireal_larq.models.layers import iter_layers
 from bireal_larq.runs import jsonable
+from bireal_larq.stack import import_lce
 
 TARGETS = ("arm", "xcore")
 BCONV_OP = "LceBconv2d"
@@ -218,7 +219,7 @@ def convert(model: tf.keras.Model, *, target: str = "arm", int8: bool = False) -
         ExportError: LCE could not write or convert the model as a SavedModel; the message
             names the exception (also chained as ``__cause__``) and what to change.
     """
-    import larq_compute_engine as lce
+    lce = import_lce()
 
     if target not in TARGETS:
         raise ValueError(f"target={target!r} is invalid; valid: {list(TARGETS)}")
@@ -245,7 +246,9 @@ def convert(model: tf.keras.Model, *, target: str = "arm", int8: bool = False) -
             raise _fallback_error(model, warning) from warning.__context__
     if int8 and _carries_int8_ranges(flatbuffer):
         # What LCE's convert_saved_model does after converting, when given int8 I/O types.
-        from larq_compute_engine.mlir.python.util import modify_integer_quantized_model_io_type
+        modify_integer_quantized_model_io_type = import_lce(
+            "larq_compute_engine.mlir.python.util"
+        ).modify_integer_quantized_model_io_type
 
         flatbuffer = modify_integer_quantized_model_io_type(
             flatbuffer, inference_input_type=tf.int8, inference_output_type=tf.int8
@@ -261,7 +264,7 @@ def _registry_name(model: tf.keras.Model, model_name: str | None) -> str | None:
 
 
 def _versions() -> dict[str, str]:
-    import larq_compute_engine as lce
+    lce = import_lce()
 
     return {
         "larq_compute_engine": lce.__version__,

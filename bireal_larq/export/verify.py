@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from bireal_larq.export.backends import default_backend, interpreter_options
+from bireal_larq.stack import import_lce
 
 _DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8"}
 
@@ -25,7 +26,7 @@ def interpreter(flatbuffer: bytes, num_threads: int = 1, backend: str | None = N
     Raises:
         ValueError: unknown backend.
     """
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
+    Interpreter = import_lce("larq_compute_engine.tflite.python.interpreter").Interpreter
 
     options = interpreter_options(backend or default_backend())
     return Interpreter(flatbuffer, num_threads=num_threads, **options)
