@@ -210,3 +210,24 @@ runpy.run_module("bireal_larq.export", run_name="__main__")
     assert "Linux x86-64, macOS and Windows" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "m.tflite").exists()
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("written_on", ["2.15.1", "2.21.0"])
+def test_weights_written_on_either_stack_load_here_with_the_same_outputs(written_on):
+    import json
+
+    import numpy as np
+
+    from bireal_larq.models import create_model
+
+    fixtures = ROOT / "tests" / "fixtures"
+    recorded = json.loads((fixtures / f"weights_tf{written_on}.json").read_text())
+    assert recorded["tensorflow"] == written_on
+    spec = dict(recorded["model"])
+    model = create_model(spec.pop("name"), weights=str(fixtures / f"weights_tf{written_on}.h5"),
+                         **spec)
+    inputs = np.random.default_rng(1).normal(size=(8, 28, 28, 1)).astype("float32")
+    outputs = model(inputs, training=False).numpy()
+    np.testing.assert_allclose(outputs, np.array(recorded["outputs"]), atol=2e-5)
+    assert (outputs.argmax(1) == np.array(recorded["outputs"]).argmax(1)).all()
