@@ -152,6 +152,20 @@ def measure_entry(entry, run_dir: str, tflite_path: str, data_dir: str | None = 
 RECHECK_TOLERANCE = 0.0005  # 0.05 points of top-1
 
 
+def _machine() -> str:
+    """The CPU model and core count, for the header of a measured table."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
 def recheck_study(
     suite_name: str,
     suite_module,
@@ -221,8 +235,8 @@ def recheck_study(
         f"# {suite_name}: the committed weights measured again ({versions})",
         "",
         f"Command: `python -m bireal_larq.study --suite={suite_name} --recheck`; "
-        f"{time.strftime('%Y-%m-%d')}; {len(compared)} rows, {len(moved)} moved by more than "
-        "0.05 points of top-1.",
+        f"{time.strftime('%Y-%m-%d')}; {_machine()}; {len(compared)} rows, {len(moved)} moved "
+        "by more than 0.05 points of top-1.",
         "",
         "| configuration | Keras top-1 % committed | measured | LCE top-1 % committed | measured "
         "| binary convs fused | within 0.05 points |",
