@@ -13,11 +13,21 @@ import sys as _sys
 # oneDNN on by default (AVX-512 VNNI / AMX), TF pools through oneDNN's allocator either way.
 _os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
+# The command run as `python -m bireal_larq.<module>` (sys.argv[0] is "-m" while its package is
+# imported), or None.
+_CLI = None
+if _sys.argv[:1] == ["-m"]:
+    _CLI = next((a for a in _sys.orig_argv if a.startswith("bireal_larq.")), None)
+if _CLI is not None:
+    # TensorFlow's C++ warnings (among them a second copy of every input-pipeline error, with a
+    # Python traceback) stay out of the commands' output; the commands print their own errors.
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 # Keras 2 (tf-keras) must be chosen before TensorFlow first loads tf.keras; a clear ImportError
 # (bireal_larq.stack.StackError) if this process already holds Keras 3 or an unsupported stack.
-# `python -m bireal_larq.doctor` (sys.argv[0] is "-m" while its package is imported) skips both:
-# it reports a broken stack instead of failing here, and runs the same check itself.
-if not (_sys.argv[:1] == ["-m"] and "bireal_larq.doctor" in _sys.orig_argv):
+# `python -m bireal_larq.doctor` skips both: it reports a broken stack instead of failing here,
+# and runs the same check itself.
+if _CLI != "bireal_larq.doctor":
     from bireal_larq.stack import select_keras2 as _select_keras2
 
     _select_keras2()

@@ -9,6 +9,7 @@ own :class:`absl.flags.FlagValues` and passes :func:`parser_for` to ``app.run``.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -49,3 +50,18 @@ def parser_for(
         return rest
 
     return parse
+
+
+def fail(code: int, message: str) -> None:
+    """Prints ``message`` to stderr and ends the process with ``code`` at once.
+
+    The documented error exits of the CLIs (an unreadable image, a non-finite loss, a run
+    directory conflict, ...) end here rather than through ``sys.exit``: an input pipeline's
+    worker threads may still be inside a ``tf.py_function`` when the error reaches the main
+    thread, and the interpreter's shutdown can then wait on them forever. Everything the run
+    wrote is already on disk (atomic writes); only the interpreter's own clean-up is skipped.
+    """
+    print(message, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

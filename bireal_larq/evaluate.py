@@ -9,11 +9,9 @@ images for anything else. An unreadable image stops it with exit status 4 and th
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags
 
-from bireal_larq.cli import parser_for
+from bireal_larq.cli import fail, parser_for
 from bireal_larq.data import CorruptImageError
 from bireal_larq.training.evaluation import evaluate_checkpoint, find_run, write_result
 
@@ -56,8 +54,7 @@ def main(argv):
             max_skip_fraction=FLAGS.max_skip_fraction,
         )
     except CorruptImageError as err:  # the file and the remedy, as train reports it
-        print(f"ERROR: {err}", file=sys.stderr)
-        sys.exit(4)
+        fail(4, f"ERROR: {err}")
     except (FileNotFoundError, ValueError) as err:  # bad flags, missing data: no traceback
         raise app.UsageError(str(err)) from None
     path = write_result(result, run_dir)

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from bireal_larq.models import create_model
+from bireal_larq.utils import atomic_path
 
 RUN_CONFIG = "config.json"
 FINAL_WEIGHTS = "model.weights.h5"
@@ -68,12 +69,9 @@ def read_run_config(run_dir: str) -> dict[str, Any]:
 
 
 def write_run_config(run_dir: str, config: dict[str, Any]) -> str:
-    os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, RUN_CONFIG)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
     return path
 
 

@@ -22,6 +22,7 @@ import traceback
 from absl import app, flags
 
 from bireal_larq.cli import parser_for
+from bireal_larq.utils import WriteError, atomic_path
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
@@ -90,7 +91,7 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
         epochs=summary["epochs"],
         train_images_per_s=summary.get("train_images_per_s"),
     )
-    with open(row_path, "w", encoding="utf-8") as f:
+    with atomic_path(row_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(row, f, indent=2)
     return row
 
@@ -251,9 +252,8 @@ def recheck_study(
             f"{'yes' if c['ok'] else 'NO'} |"
         )
     path = os.path.join(results_dir, f"{suite_name}_recheck_tf{tf.__version__}.md")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    os.replace(path + ".tmp", path)
     print(f"Results: {path}", flush=True)
     return compared, moved
 
@@ -440,11 +440,14 @@ def run_study(
         start = time.time()
         try:
             row = run_entry(entry, runs_dir, data_dir)
-        except (MissingRunError, FileNotFoundError) as err:  # a plain message is enough
+        except (ValueError, OSError, RuntimeError) as err:  # the error names cause and remedy
+            # (a missing teacher run or data, an unreadable image, a non-finite loss, a failed
+            # export or write): one failed configuration must not stop the others.
             failures.append(entry.name)
-            print(f"### {entry.name} failed: {err}", file=sys.stderr, flush=True)
+            message = err.strerror if isinstance(err, WriteError) else err
+            print(f"### {entry.name} failed: {message}", file=sys.stderr, flush=True)
             continue
-        except Exception:  # one failed configuration must not stop the others
+        except Exception:  # a bug: its traceback, and the other configurations still run
             failures.append(entry.name)
             traceback.print_exc()
             continue

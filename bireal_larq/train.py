@@ -11,7 +11,9 @@ Exit codes: 0 done; 1 invalid flags or configuration (nothing was run; or a teac
 to fit the student when its stage starts); 2 the output directory holds another
 configuration; 3 the loss became NaN or infinite (nothing was saved from it); 4 an unreadable
 image (the message names the file; --skip_corrupt skips and counts them); 5 files are missing:
-the dataset's (the message says which files go where) or a teacher's (nothing was run).
+the dataset's (the message says which files go where) or a teacher's (nothing was run); 6 a
+file could not be written (disk full, permissions: the message names it; every earlier
+checkpoint and resume point is intact, and the same command resumes once fixed).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 
 from absl import app, flags
 
-from bireal_larq.cli import parser_for
+from bireal_larq.cli import fail, parser_for
 from bireal_larq.data import CorruptImageError
 from bireal_larq.data.config import DEFAULT_PRESETS
 from bireal_larq.training import (
@@ -38,6 +40,7 @@ from bireal_larq.training import (
 )
 from bireal_larq.training.config import STRATEGIES, OptimizerConfig
 from bireal_larq.training.recipes import with_epochs
+from bireal_larq.utils import WriteError
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
@@ -204,22 +207,19 @@ def main(argv):
     except ValueError as err:
         raise app.UsageError(str(err)) from None
     except FileNotFoundError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        sys.exit(5)
+        fail(5, f"ERROR: {err}")
     try:
         run_training(config, FLAGS.output_dir, overwrite=FLAGS.overwrite, strategy=strategy)
     except RunDirectoryConflict as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(2, f"ERROR: {err}")
     except NonFiniteLossError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        sys.exit(3)
+        fail(3, f"ERROR: {err}")
     except CorruptImageError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        sys.exit(4)
+        fail(4, f"ERROR: {err}")
+    except WriteError as err:
+        fail(6, f"ERROR: {err.strerror}")
     except (ValueError, FileNotFoundError) as err:  # e.g. a teacher that does not fit
-        print(f"ERROR: {err}", file=sys.stderr)
-        sys.exit(1)
+        fail(1, f"ERROR: {err}")
 
 
 def run() -> None:

@@ -86,7 +86,7 @@ def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted_run(tmp_path):
 
     resumed = run_train(f"--experiment={experiment}", f"--output_dir={killed}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming after" in resumed.stdout
+    assert "resuming at epoch" in resumed.stdout
 
     with open(os.path.join(reference, "summary.json")) as f:
         expected = json.load(f)

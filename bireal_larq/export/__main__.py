@@ -18,6 +18,7 @@ from absl import app, flags
 
 from bireal_larq.cli import parser_for
 from bireal_larq.stack import LceUnavailableError, import_lce
+from bireal_larq.utils import WriteError
 
 FLAGS = flags.FlagValues()
 PARSER = parser_for(FLAGS)  # app.run's flags parser: no positional arguments
@@ -92,8 +93,8 @@ def main(argv: list[str]) -> int:
             # preprocesses and names classes by it); verification may use another.
             metadata={**metadata, "dataset": metadata.get("dataset") or FLAGS.verify_dataset},
         )
-    except (ExportError, LceUnavailableError, ValueError, FileNotFoundError) as e:
-        print(f"export failed: {e}", file=sys.stderr)
+    except (ExportError, LceUnavailableError, ValueError, OSError) as e:
+        print(f"export failed: {e.strerror if isinstance(e, WriteError) else e}", file=sys.stderr)
         return 1
     summary = {k: report[k] for k in ("output", "file_size_bytes", "op_table", "warnings")}
     summary["binary_layers_fused"] = f"{report['lce_bconv2d_ops']}/{report['binary_layers']}"

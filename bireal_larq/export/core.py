@@ -31,6 +31,7 @@ from bireal_larq.models import get_entry, list_models
 from bireal_larq.models.layers import iter_layers
 from bireal_larq.runs import jsonable
 from bireal_larq.stack import import_lce
+from bireal_larq.utils import atomic_path
 
 TARGETS = ("arm", "xcore")
 BCONV_OP = "LceBconv2d"
@@ -274,12 +275,9 @@ def _versions() -> dict[str, str]:
 
 
 def write_report(path: str, report: dict[str, Any]) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(jsonable(report), f, indent=2)
         f.write("\n")
-    os.replace(tmp, path)
     return path
 
 
@@ -492,10 +490,11 @@ def export_model(
     else:
         report["verification"] = None
 
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "wb") as f:
-        f.write(flatbuffer)
-    write_report(rpath, report)
+    # An existing .tflite at the path stays as it was unless both files are written.
+    with atomic_path(output) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(flatbuffer)
+        write_report(rpath, report)
     stale = report_path(output, failed=True)
     if os.path.exists(stale):  # an earlier failed attempt at this path
         os.remove(stale)

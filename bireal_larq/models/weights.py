@@ -9,6 +9,7 @@ import h5py
 import tensorflow as tf
 
 from bireal_larq.stack import hdf5_format as _hdf5_format
+from bireal_larq.utils import atomic_path
 
 
 def _weight_layers(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
@@ -77,19 +78,21 @@ def save_weights(model: tf.keras.Model, path: str) -> str:
     """Writes ``model``'s weights to ``path`` as a by-name HDF5 file that :func:`load_weights`
     reads, atomically.
 
+    Raises:
+        bireal_larq.utils.WriteError: the file could not be written (disk full, permissions);
+            an earlier file at ``path`` is unchanged.
+
     Keras routes any ``*.weights.h5`` path to its new format, which matches layers by
     position; the legacy HDF5 layout (written through a ``.h5`` temporary name) keeps the
     layer names. The temporary file is renamed into place only when complete: a process
     killed while writing leaves the previous file intact.
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.h5"
-    model.save_weights(tmp)
-    config = getattr(model, "bireal_config", None)
-    if config is not None:  # what the weights compute with, checked by load_weights
-        with h5py.File(tmp, "a") as f:
-            f.attrs[_CONFIG_ATTR] = config.to_json()
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # "<stem>.<pid>.tmp.h5": never "*.weights.h5"
+        model.save_weights(tmp)
+        config = getattr(model, "bireal_config", None)
+        if config is not None:  # what the weights compute with, checked by load_weights
+            with h5py.File(tmp, "a") as f:
+                f.attrs[_CONFIG_ATTR] = config.to_json()
     return path
 
 

@@ -70,11 +70,22 @@ class FailOnNonFinite(tf.keras.callbacks.Callback):
 
 
 class SafeBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore that never backs up non-finite weights.
+    """Keras' BackupAndRestore with a resume point at every epoch's end as well, and never
+    of non-finite weights.
 
-    A batch whose update overflowed still reports the finite loss computed before the
-    update, so the weights themselves are checked before each backup.
+    With ``save_freq`` a number of steps, Keras backs up only every ``save_freq`` steps, so a
+    run killed after an epoch ended could restart that epoch. Here the end of every epoch is
+    a resume point too: Keras' counters then hold the epoch's last batch, which its restore
+    reads as "continue at the next epoch, step 0". A batch whose update overflowed still
+    reports the finite loss computed before the update, so the weights themselves are checked
+    before each backup.
     """
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.save_freq != "epoch":
+            self._batches_count = 0  # the next step-count backup is save_freq steps from here
+            self._backup(epoch=epoch)
 
     def _backup(self, epoch, batch=0):
         assert_finite(self.model)

@@ -50,6 +50,7 @@ from bireal_larq.training.distribute import (
     task_id,
 )
 from bireal_larq.training.model import compile_for_recipe
+from bireal_larq.utils import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -216,16 +217,36 @@ def previous_stage_model(config: TrainConfig, previous_dir: str, input_shape, nu
     return model
 
 
-def _resume_position(backup_dir: str, steps_per_epoch: int) -> int:
-    """Training batches consumed when the backup was taken (mirrors Keras' own counters)."""
+def _resume_point(backup_dir: str) -> tuple[int, int] | None:
+    """The (epoch, batch) of the newest backup, both 0-based (Keras' own counters), or None."""
     checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
     if checkpoint is None:
-        return 0
+        return None
     epoch = int(tf.train.load_variable(checkpoint, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
     batch = int(tf.train.load_variable(checkpoint, "ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE"))
     if epoch < 0 or batch < 0:
-        return 0
-    return epoch * steps_per_epoch + batch + 1
+        return None
+    return epoch, batch
+
+
+def _resume_message(
+    stage: StageConfig, index: int, count: int, point: tuple[int, int] | None,
+    steps_per_epoch: int, attempted: bool, backup_dir: str, every: int,
+) -> str:
+    """Where a stage starts, in words: the resume point it continues from, or why none."""
+    where = f"[{stage.name}] stage {index + 1}/{count}"
+    if point is None:
+        why = (
+            "an earlier attempt stopped before its first resume point (one is taken every "
+            f"{every} steps and at each epoch's end)" if attempted else "a new stage"
+        )
+        return f"{where}: starting from the beginning ({why})"
+    consumed = point[0] * steps_per_epoch + point[1] + 1
+    epoch, step = divmod(consumed, steps_per_epoch)
+    return (
+        f"{where}: resuming at epoch {epoch + 1}/{stage.epochs}, step {step}/{steps_per_epoch} "
+        f"({consumed} batches done; resume point in {backup_dir})"
+    )
 
 
 def _run_stage(
@@ -245,8 +266,11 @@ def _run_stage(
     stage_dir = os.path.join(run_dir, "stages", stage_name)
     done = os.path.join(stage_dir, STAGE_DONE)
     if os.path.exists(done) and os.path.exists(os.path.join(stage_dir, STAGE_WEIGHTS)):
+        print(f"[{stage.name}] stage {index + 1}/{len(config.stages)}: finished earlier "
+              f"({stage_dir})")
         with open(done, encoding="utf-8") as f:
             return json.load(f) | {"dir": stage_dir}
+    attempted = os.path.isdir(stage_dir)
     os.makedirs(stage_dir, exist_ok=True)
     # One backup for all workers: Keras writes the chief's and has the others read it.
     backup_dir = os.path.join(backup_root, "stages", stage_name, "backup")
@@ -255,10 +279,13 @@ def _run_stage(
 
     # Steps per epoch must be known before the data (the skip) and the schedule.
     probe = stage_data(config, stage, strategy, dataset_fn=dataset_fn)
-    skip = _resume_position(backup_dir, probe.steps_per_epoch) if config.exact_resume else 0
+    point = _resume_point(backup_dir)
+    print(_resume_message(stage, index, len(config.stages), point, probe.steps_per_epoch,
+                          attempted, backup_dir, config.backup_every_steps))
+    skip = 0
+    if point is not None and config.exact_resume:
+        skip = point[0] * probe.steps_per_epoch + point[1] + 1
     data = stage_data(config, stage, strategy, skip_batches=skip, dataset_fn=dataset_fn)
-    if skip:
-        print(f"[{stage.name}] resuming after {skip} training batches from {backup_dir}")
 
     with strategy.scope():
         model = create_model(
@@ -289,16 +316,17 @@ def _run_stage(
     throughput = cb.Throughput(config.batch_size)
     callbacks = [
         cb.FailOnNonFinite(),  # first: a broken batch reaches no checkpointing callback
-        cb.SafeBackupAndRestore(
-            backup_dir, save_freq=config.backup_every_steps, delete_checkpoint=False
-        ),
         cb.EpochCheckpoint(model, os.path.join(stage_dir, "checkpoints")),
         tf.keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
         tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs", stage.name)),
+        # After the epoch's checkpoint and history row: its epoch-end resume point comes last.
+        cb.SafeBackupAndRestore(
+            backup_dir, save_freq=config.backup_every_steps, delete_checkpoint=False
+        ),
         throughput,
     ]
     print(
-        f"[{stage.name}] stage {index + 1}/{len(config.stages)}: {stage.epochs} epochs x "
+        f"[{stage.name}] {stage.epochs} epochs x "
         f"{data.steps_per_epoch} steps, batch {config.batch_size}, "
         f"lr {stage.optimizer.scaled_learning_rate(config.batch_size):g} "
         f"({stage.optimizer.name})"
@@ -327,9 +355,8 @@ def _run_stage(
         "wall_time_s": time.time() - started,
         "train_images_per_s": throughput.images_per_second,
     }
-    with open(done + ".tmp", "w", encoding="utf-8") as f:
+    with atomic_path(done) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2, default=str)
-    os.replace(done + ".tmp", done)
     if is_chief(strategy):
         shutil.rmtree(backup_dir, ignore_errors=True)
     return result | {"dir": stage_dir, "model": model, "trainer": trainer, "data": data}

@@ -1,0 +1,212 @@
+"""Fault injection over the real commands: kills, failing writes; every case has a time bound.
+
+Each case runs the real CLI in a subprocess (``python -m bireal_larq.train`` ...) on the tiny
+synthetic experiment of ``test_train_support``, injects one fault (SIGKILL at a chosen or
+random moment, a write that fails with "No space left on device"), and checks the outcome: the
+process ends within its bound with its documented exit code and a message naming the cause and
+no traceback, nothing good is lost, and the rerun of the same command continues where the run
+stopped. Corrupt and odd images are in ``test_odd_inputs.py``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+from test_train_support import (
+    ROOT,
+    env,
+    processes,
+    run_train,
+    train_command,
+    write_experiment,
+)
+
+pytestmark = processes
+STAGE = os.path.join("stages", "01_binary")
+EXIT_BOUND = 240  # seconds: a tiny run takes about 20 s; a hang fails instead of stalling CI
+
+
+def _weights(path: str) -> dict[str, np.ndarray]:
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+def _assert_same_weights(a: str, b: str) -> None:
+    want, got = _weights(a), _weights(b)
+    assert want.keys() == got.keys()
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def _backup_point(run_dir: str, stage: str = STAGE):
+    import tensorflow as tf
+
+    ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, stage, "backup", "chief"))
+    if ckpt is None:
+        return None
+    try:
+        epoch = tf.train.load_variable(ckpt, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")
+        batch = tf.train.load_variable(ckpt, "ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE")
+    except (tf.errors.NotFoundError, ValueError):
+        return None  # being written right now
+    return int(epoch), int(batch)
+
+
+def _start(*args: str, code: str | None = None) -> subprocess.Popen:
+    command = train_command(*args)
+    if code is not None:  # the fault, installed before the command's module runs
+        command = [sys.executable, "-c", code + "\nimport runpy, sys\nsys.argv = "
+                   + repr(["train", *args]) + "\nrunpy.run_module('bireal_larq.train', "
+                   "run_name='__main__')"]
+    return subprocess.Popen(command, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+
+def test_an_epoch_end_is_a_resume_point_and_the_rerun_says_where_it_resumes(tmp_path):
+    # Resume points every 1000 steps: only the epoch ends (8 steps each) can be resume points.
+    experiment = write_experiment(tmp_path, epochs=3)
+    args = (f"--experiment={experiment}", "--backup_every_steps=1000")
+    reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
+    done = run_train(*args, f"--output_dir={reference}", timeout=EXIT_BOUND)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stage 1/1: starting from the beginning (a new stage)" in done.stdout
+
+    process = _start(*args, f"--output_dir={killed}")
+    deadline, point = time.time() + EXIT_BOUND, None
+    try:
+        while time.time() < deadline and process.poll() is None and point is None:
+            if os.path.exists(os.path.join(killed, STAGE, "checkpoints", "epoch_001.weights.h5")):
+                point = _backup_point(killed)
+            time.sleep(0.05)
+    finally:
+        _kill(process)
+    assert point == (0, 7), point  # the first epoch's end: epoch 0, its last batch
+
+    resumed = run_train(*args, f"--output_dir={killed}", timeout=EXIT_BOUND)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "stage 1/1: resuming at epoch 2/3, step 0/8 (8 batches done" in resumed.stdout
+    # Deterministic ops, the same data position and the restored optimizer: identical.
+    _assert_same_weights(os.path.join(reference, "model.weights.h5"),
+                         os.path.join(killed, "model.weights.h5"))
+
+
+DISK_FULL_AT_SECOND_CHECKPOINT = """
+import errno, os
+import bireal_larq
+from bireal_larq.stack import hdf5_format
+
+module = hdf5_format()
+original, calls = module.save_weights_to_hdf5_group, []
+
+
+def disk_full(f, model):
+    calls.append(1)
+    if len(calls) == 2:  # the second epoch's checkpoint: half a file, then the disk is full
+        f.create_dataset("partial", data=[1.0, 2.0])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return original(f, model)
+
+
+module.save_weights_to_hdf5_group = disk_full
+"""
+
+
+def test_a_full_disk_during_a_checkpoint_stops_cleanly_and_the_rerun_resumes(tmp_path):
+    experiment = write_experiment(tmp_path, epochs=3)
+    args = (f"--experiment={experiment}", "--backup_every_steps=1000",
+            f"--output_dir={tmp_path / 'run'}")
+    process = _start(*args, code=DISK_FULL_AT_SECOND_CHECKPOINT)
+    out, err = process.communicate(timeout=EXIT_BOUND)
+    assert process.returncode == 6, err[-3000:]
+    checkpoints = tmp_path / "run" / STAGE / "checkpoints"
+    assert (f"ERROR: Could not write {checkpoints / 'epoch_002.weights.h5'}: No space left on "
+            "device. The previous version of the file, if any, is unchanged.") in err
+    assert "Traceback" not in out + err
+    # The first epoch's checkpoint is whole and loads; the failed one left no file behind.
+    assert sorted(os.listdir(checkpoints)) == ["epoch_001.weights.h5"]
+    from bireal_larq.models import create_model
+
+    create_model("birealnet18_small", input_shape=(16, 16, 1), num_classes=4, base_filters=8,
+                 weights=str(checkpoints / "epoch_001.weights.h5"))
+
+    resumed = run_train(*args, timeout=EXIT_BOUND)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at epoch 2/3, step 0/8" in resumed.stdout
+    assert sorted(os.listdir(checkpoints))[-1] == "epoch_003.weights.h5"
+
+
+def test_a_failing_export_write_keeps_the_previous_flatbuffer(tmp_path, monkeypatch):
+    from bireal_larq import utils
+    from bireal_larq.export import export_model, read_report
+    from bireal_larq.models import create_model
+
+    model = create_model("birealnet18_small", input_shape=(32, 32, 1), num_classes=4,
+                         base_filters=8)
+    output = str(tmp_path / "m.tflite")
+    export_model(model, output, verify_samples=2)
+    before, report = open(output, "rb").read(), read_report(output)
+
+    def no_space(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(utils.os, "replace", no_space)
+    with pytest.raises(utils.WriteError, match=r"Could not write .*: No space left on device\. "
+                       "The previous version of the file, if any, is unchanged"):
+        export_model(model, output, verify_samples=2)
+    monkeypatch.undo()
+    assert open(output, "rb").read() == before and read_report(output) == report
+    assert sorted(os.listdir(tmp_path)) == ["m.json", "m.tflite"]  # no temporary files left
+
+
+@pytest.mark.slow
+def test_several_kills_in_a_row_across_stages_end_like_an_uninterrupted_run(tmp_path):
+    stages = ("(StageConfig('twin', 2, OptimizerConfig('adam', 1e-3, 16), "
+              "ScheduleConfig('linear'), real_valued=True), "
+              "StageConfig('binary', 2, OptimizerConfig('adam', 1e-3, 16), "
+              "ScheduleConfig('linear')))")
+    experiment = write_experiment(tmp_path, stages=stages)
+    args = (f"--experiment={experiment}", "--backup_every_steps=3")
+    reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
+    done = run_train(*args, f"--output_dir={reference}", timeout=EXIT_BOUND)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(6):  # random moments: start-up, mid-epoch, checkpoint writes, stage change
+        process = _start(*args, f"--output_dir={killed}")
+        time.sleep(rng.uniform(4.0, 14.0))
+        if process.poll() is not None:
+            out, err = process.communicate()
+            assert process.returncode == 0, err[-3000:]
+            break
+        _kill(process)
+        kills += 1
+    assert kills >= 3
+    final = run_train(*args, f"--output_dir={killed}", timeout=EXIT_BOUND)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert "resuming at epoch" in final.stdout or "finished earlier" in final.stdout
+    _assert_same_weights(os.path.join(reference, "model.weights.h5"),
+                         os.path.join(killed, "model.weights.h5"))
+    with open(os.path.join(reference, "summary.json")) as f:
+        expected = json.load(f)
+    with open(os.path.join(killed, "summary.json")) as f:
+        assert json.load(f)["top1"] == expected["top1"]
