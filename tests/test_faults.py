@@ -210,3 +210,72 @@ def test_several_kills_in_a_row_across_stages_end_like_an_uninterrupted_run(tmp_
         expected = json.load(f)
     with open(os.path.join(killed, "summary.json")) as f:
         assert json.load(f)["top1"] == expected["top1"]
+
+
+STUDY = """
+import sys
+from bireal_larq.study import run_study
+from bireal_larq.training.experiments import load_experiment
+
+rows, failures = run_study("tiny", load_experiment(sys.argv[1]), sys.argv[2],
+                           only=["real_valued_twin", "bireal", "bireal_seed1"])
+print("ROWS", [r["name"] for r in rows], "FAILED", failures, flush=True)
+"""
+
+
+def _tiny_suite(tmp_path) -> str:
+    from test_study import TINY_SUITE
+
+    path = tmp_path / "study_tiny.py"
+    path.write_text(TINY_SUITE)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_where_it_stopped(tmp_path):
+    suite, results = _tiny_suite(tmp_path), str(tmp_path / "results")
+    command = [sys.executable, "-c", STUDY, suite, results]
+    first_row = os.path.join(results, "tiny_runs", "real_valued_twin", "study_row.json")
+    process = subprocess.Popen(command, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + EXIT_BOUND
+    try:
+        while time.time() < deadline and process.poll() is None:
+            if os.path.exists(first_row):
+                time.sleep(2.0)  # into the second row's training
+                break
+            time.sleep(0.05)
+    finally:
+        _kill(process)
+    stamp = os.path.getmtime(first_row)
+    done = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True,
+                          timeout=2 * EXIT_BOUND)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ROWS ['real_valued_twin', 'bireal', 'bireal_seed1'] FAILED []" in done.stdout
+    assert os.path.getmtime(first_row) == stamp  # a finished row is kept, not redone
+
+
+@pytest.mark.slow
+def test_a_study_row_that_cannot_be_written_is_reported_and_the_others_run(tmp_path):
+    suite, results = _tiny_suite(tmp_path), str(tmp_path / "results")
+    code = """
+import errno, os, types
+from bireal_larq import utils
+real_replace = os.replace
+
+
+def replace(src, dst):
+    if dst.endswith(os.path.join("bireal", "study_row.json")):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real_replace(src, dst)
+
+
+utils.os = types.SimpleNamespace(**{**vars(os), "replace": replace})  # a full disk for rows
+""" + STUDY
+    done = subprocess.run([sys.executable, "-c", code, suite, results], cwd=ROOT, env=env(),
+                          capture_output=True, text=True, timeout=2 * EXIT_BOUND)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ROWS ['real_valued_twin', 'bireal_seed1'] FAILED ['bireal']" in done.stdout
+    assert "### bireal failed: Could not write" in done.stderr
+    assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
+    assert not os.path.exists(os.path.join(results, "tiny_runs", "bireal", "study_row.json"))
