@@ -36,6 +36,8 @@ $(VENV)/.installed: setup.py $(LOCK)
 	if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PY_VERSION)" ]; then \
 	  echo "$(VENV) holds another Python than $(PY_VERSION); recreating it"; rm -rf $(VENV); fi; \
 	test -x $(PY) || "$$python" -m venv $(VENV)
+	@$(PY) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(PY_VERSION)" else "$(VENV) has Python " + v + "; $(LOCK) needs Python $(PY_VERSION) (PYTHON=$(PYTHON))")' \
+	  || { rm -rf $(VENV); exit 1; }
 	$(PY) -m pip install --quiet --upgrade "pip<25" wheel setuptools
 	$(PY) -m pip install --quiet -c $(LOCK) -e ".[test,lint,zoo]"
 	# larq-zoo's own pins (protobuf<3.21, zookeeper's tensorflow-datasets<4.9) conflict with
