@@ -167,6 +167,16 @@ def _machine() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
+def _suite_entries(suite_module, runs_dir: str, only: list[str] | None) -> list:
+    """The suite's entries; raises ValueError when ``only`` names one it does not have."""
+    entries = suite_module.entries(runs_dir)
+    names = [e.name for e in entries]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise ValueError(f"Unknown study configurations {unknown}; valid: {names}")
+    return entries
+
+
 def recheck_study(
     suite_name: str,
     suite_module,
@@ -191,11 +201,7 @@ def recheck_study(
     from bireal_larq.stack import keras_version
 
     runs_dir = os.path.join(results_dir, f"{suite_name}_runs")
-    entries = suite_module.entries(runs_dir)
-    names = [e.name for e in entries]
-    unknown = sorted(set(only or ()) - set(names))
-    if unknown:
-        raise ValueError(f"Unknown study configurations {unknown}; valid: {names}")
+    entries = _suite_entries(suite_module, runs_dir, only)
     entries = [e for e in entries if not only or e.name in only]
     compared, moved = [], []
     with tempfile.TemporaryDirectory() as scratch:
@@ -415,11 +421,7 @@ def run_study(
         raise ValueError(f"results_dir={results_dir!r} is a file; valid: a directory (created "
                          "when missing)")
     runs_dir = os.path.join(results_dir, f"{suite_name}_runs")
-    entries = suite_module.entries(runs_dir)
-    names = [e.name for e in entries]
-    unknown = sorted(set(only or ()) - set(names))
-    if unknown:
-        raise ValueError(f"Unknown study configurations {unknown}; valid: {names}")
+    entries = _suite_entries(suite_module, runs_dir, only)
     os.makedirs(runs_dir, exist_ok=True)
     md_path = os.path.join(results_dir, f"{suite_name}.md")
     png_path = os.path.join(results_dir, f"{suite_name}.png")

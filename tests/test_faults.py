@@ -22,6 +22,7 @@ import time
 import h5py
 import numpy as np
 import pytest
+from test_resilience import _backup_position
 from test_train_support import (
     ROOT,
     env,
@@ -49,20 +50,6 @@ def _assert_same_weights(a: str, b: str) -> None:
     assert want.keys() == got.keys()
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-
-
-def _backup_point(run_dir: str, stage: str = STAGE):
-    import tensorflow as tf
-
-    ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, stage, "backup", "chief"))
-    if ckpt is None:
-        return None
-    try:
-        epoch = tf.train.load_variable(ckpt, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")
-        batch = tf.train.load_variable(ckpt, "ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE")
-    except (tf.errors.NotFoundError, ValueError):
-        return None  # being written right now
-    return int(epoch), int(batch)
 
 
 def _start(*args: str, code: str | None = None) -> subprocess.Popen:
@@ -95,7 +82,7 @@ def test_an_epoch_end_is_a_resume_point_and_the_rerun_says_where_it_resumes(tmp_
     try:
         while time.time() < deadline and process.poll() is None and point is None:
             if os.path.exists(os.path.join(killed, STAGE, "checkpoints", "epoch_001.weights.h5")):
-                point = _backup_point(killed)
+                point = _backup_position(killed)
             time.sleep(0.05)
     finally:
         _kill(process)
