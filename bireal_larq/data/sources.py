@@ -182,10 +182,10 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
             return builder
         manual = _manual_dir(name, manual_dir, root)
         log.info("Preparing %s in %s from %s", name, root, manual)
-        if name == "fashion_mnist":  # local copies are checked by content, not .gz bytes
-            builder = fashion_mnist_files.builder(tfds, root, manual)
         config = tfds.download.DownloadConfig(manual_dir=manual)
         try:
+            if name == "fashion_mnist":  # local copies are checked by content, not .gz bytes
+                builder = fashion_mnist_files.builder(tfds, root, manual)
             builder.download_and_prepare(download_config=config)
         except FileNotFoundError:
             raise
