@@ -49,8 +49,8 @@ def _backup_position(run_dir: str):
     try:
         epoch = tf.train.load_variable(ckpt, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")
         batch = tf.train.load_variable(ckpt, "ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE")
-    except (tf.errors.NotFoundError, ValueError):
-        return None  # being written right now
+    except (tf.errors.NotFoundError, ValueError, RuntimeError):
+        return None  # being written or rotated right now (its data file gone)
     return int(epoch), int(batch)
 
 
