@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import tarfile
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -102,3 +104,64 @@ def make_imagenet_tars(manual_dir: str, synsets=("n01440764", "n01443537"), per_
             data = jpeg_bytes(rgb_array(70, 50, seed=1000 + i), mode="L" if i == 1 else "RGB")
             _add_bytes(tar, f"ILSVRC2012_val_{i + 1:08d}.JPEG", data)
     return manual_dir
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_bytes(array: np.ndarray, bit_depth: int = 8) -> bytes:
+    """A PNG of an (H, W, 3) or (H, W, 4) uint8 array, written by hand: with ``bit_depth=16``
+    each sample v is stored as v * 257 (PIL writes no 16-bit colour PNG)."""
+    height, width, channels = array.shape
+    if bit_depth == 16:
+        samples = (array.astype(np.uint16) * 257).astype(">u2")  # big-endian, as PNG stores
+    else:
+        samples = array.astype(np.uint8)
+    rows = b"".join(b"\x00" + samples[y].tobytes() for y in range(height))
+    color_type = {3: 2, 4: 6}[channels]
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows)) + _png_chunk(b"IEND", b"")
+    )
+
+
+def png_header_bytes(height: int, width: int) -> bytes:
+    """A PNG whose header (valid CRC) declares an RGB image of height x width, followed by
+    the pixel data of a few rows only: a decompression bomb's header without its size."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (3 * 8 + 1) * 4)
+    return (
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", rows)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def with_jpeg_size(data: bytes, height: int, width: int) -> bytes:
+    """A JPEG whose start-of-frame marker declares height x width (the data stays as it is)."""
+    position = 2
+    while position < len(data):
+        marker = data[position + 1]
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            size = struct.pack(">HH", height, width)
+            return data[: position + 5] + size + data[position + 9 :]
+        position += 2 + length
+    raise ValueError("no start-of-frame marker")
+
+
+def gif_bytes(frames: list[np.ndarray]) -> bytes:
+    """An (animated, with several frames) GIF of RGB arrays, each quantised to a palette."""
+    images = [Image.fromarray(frame).convert("P") for frame in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=len(images) > 1, append_images=images[1:])
+    return buffer.getvalue()
+
+
+def rgba_png_bytes(array: np.ndarray, alpha: int = 128) -> bytes:
+    """A PNG with an alpha channel (constant ``alpha``) over the RGB ``array``."""
+    rgba = np.concatenate([array, np.full(array.shape[:2] + (1,), alpha, np.uint8)], axis=-1)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()

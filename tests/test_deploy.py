@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
+from data_helpers import png_header_bytes
+from PIL import Image
 
 from bireal_larq import data, export
 from bireal_larq.deploy import Classifier, classify
@@ -128,6 +132,18 @@ def test_bad_files(exported, tmp_path):
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     with pytest.raises(ValueError, match="corrupt.jpg"):
         clf.predict(str(corrupt))
+    # a JPEG cut short and a PNG header declaring 600 million pixels: the data package's
+    # error, naming the file and why, before anything is decoded
+    good = io.BytesIO()
+    Image.fromarray(_images(1)[0]).save(good, format="JPEG")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    with pytest.raises(data.CorruptImageError, match=r"truncated\.jpg: .*the file is cut short"):
+        clf.predict(str(truncated))
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header_bytes(30000, 20000))
+    with pytest.raises(data.CorruptImageError, match=r"huge\.png: its header declares 20000x30000"):
+        clf.classify([str(huge)])
     not_tflite = tmp_path / "model.tflite"
     not_tflite.write_bytes(b"PK\x03\x04 a zip file, not a flatbuffer")
     with pytest.raises(export.NotAFlatbufferError, match="not a TFLite flatbuffer"):

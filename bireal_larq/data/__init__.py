@@ -6,7 +6,8 @@ Public API (the contract training, export and deploy code against):
 * :class:`AugmentConfig` / :func:`preset`: every augmentation choice, one preset per recipe
 * :func:`dataset_info` -> :class:`DatasetInfo`
 * :func:`eval_preprocess`: raw uint8 image -> model input (also used by export and deploy)
-* :func:`load_image`: robust decoding of an image file
+* :func:`load_image`: robust decoding of an image file; :data:`MAX_IMAGE_PIXELS`, the default
+  limit on the pixels an image file may declare (``max_image_pixels`` of ``get_dataset``)
 * :func:`save_class_names` / :func:`load_class_names`: ``classes.json`` next to checkpoints
 * :func:`prepare` / :func:`prepare_fashion_mnist`: offline, locked TFDS preparation
 """
@@ -29,6 +30,7 @@ from bireal_larq.data.pipeline import (
 )
 from bireal_larq.data.sources import (
     FASHION_MNIST_DIR,
+    MAX_IMAGE_PIXELS,
     CorruptImageError,
     corrupt_image_errors,
     fashion_mnist_available,
@@ -42,6 +44,7 @@ __all__ = [
     "DATASETS",
     "DEFAULT_PRESETS",
     "FASHION_MNIST_DIR",
+    "MAX_IMAGE_PIXELS",
     "PRESETS",
     "AugmentConfig",
     "CorruptImageError",

@@ -172,14 +172,27 @@ def imagefolder_classes(root: str | None) -> list[str]:
 
 
 def imagefolder_files(root: str, split: str, classes: list[str]) -> tuple[list[str], list[int]]:
-    """Sorted image paths of one split and their class indices (from the folder names)."""
+    """Sorted image paths of one split and their class indices (from the folder names).
+
+    The images of a class are the files directly in its folder whose names end with one of
+    :data:`IMAGE_EXTENSIONS` (any case); hidden entries are not read. Anything else in a class
+    folder (other files, sub-folders, even one named like an image, links to nothing) is left
+    out with a warning naming it. The class index is the folder's position in ``classes``, so
+    a class folder of val/ without images shifts nothing.
+
+    Raises:
+        FileNotFoundError: the split's folder is missing.
+        ValueError: a class folder missing from ``classes``, a class folder of train/ without
+            images (the class could never be learnt) or a split without images; the message
+            names the folder.
+    """
     split_dir = imagefolder_split_dir(root, split)
     if not os.path.isdir(split_dir):
         raise FileNotFoundError(
             f"Image folder split {split!r} is missing: expected the directory {split_dir}"
         )
     index = {c: i for i, c in enumerate(classes)}
-    paths, labels, ignored = [], [], []
+    paths, labels, ignored, not_files = [], [], [], []
     for class_dir in _class_dirs(split_dir):
         if class_dir not in index:
             raise ValueError(
@@ -189,7 +202,10 @@ def imagefolder_files(root: str, split: str, classes: list[str]) -> tuple[list[s
             )
         found = 0
         for entry in sorted(os.scandir(os.path.join(split_dir, class_dir)), key=lambda e: e.name):
-            if not entry.is_file() or entry.name[0] == ".":
+            if entry.name[0] == ".":
+                continue
+            if not entry.is_file():  # a sub-folder, a link to nothing, a device, ...
+                not_files.append(entry.path + ("/" if entry.is_dir() else ""))
                 continue
             if entry.name.lower().endswith(IMAGE_EXTENSIONS):
                 paths.append(entry.path)
@@ -200,8 +216,8 @@ def imagefolder_files(root: str, split: str, classes: list[str]) -> tuple[list[s
         if not found and split == "train":
             raise ValueError(
                 f"Class folder {os.path.join(split_dir, class_dir)} holds no images "
-                f"({'/'.join(IMAGE_EXTENSIONS)}): a class the model could never learn; valid: "
-                "images in every class folder of train/, or remove the folder"
+                f"({'/'.join(IMAGE_EXTENSIONS)} files directly in it): a class the model could "
+                "never learn; valid: images in every class folder of train/, or remove the folder"
             )
     if not paths:
         raise ValueError(f"{split_dir} holds no images ({'/'.join(IMAGE_EXTENSIONS)})")
@@ -209,6 +225,12 @@ def imagefolder_files(root: str, split: str, classes: list[str]) -> tuple[list[s
         log.warning(
             "%s: ignored %d file(s) that are not %s images, e.g. %s",
             split_dir, len(ignored), "/".join(IMAGE_EXTENSIONS), ignored[:3],
+        )
+    if not_files:
+        log.warning(
+            "%s: ignored %d item(s) of class folders that are not files (images are read "
+            "from the class folder itself, not from its sub-folders), e.g. %s",
+            split_dir, len(not_files), not_files[:3],
         )
     return paths, labels
 

@@ -38,7 +38,9 @@ from bireal_larq.data.info import (
 )
 from bireal_larq.data.mixing import mix_batch
 from bireal_larq.data.sources import (
+    MAX_IMAGE_PIXELS,
     SkipReport,
+    check_max_image_pixels,
     decode_robustly,
     prepare,
     synthetic_examples,
@@ -384,6 +386,7 @@ def get_dataset(
     num_classes: int | None = None,
     skip_corrupt: bool = False,
     max_skip_fraction: float = 0.01,
+    max_image_pixels: int | None = MAX_IMAGE_PIXELS,
     **source_kwargs: Any,
 ) -> tuple[tf.data.Dataset, int]:
     """A batched, prefetched dataset of (image, one-hot label) and the split's example count.
@@ -412,6 +415,14 @@ def get_dataset(
             instead of failing on the first one.
         max_skip_fraction: with ``skip_corrupt``, fail once more than this fraction of the
             images of a pass was unreadable.
+        max_image_pixels: imagefolder and ImageNet: an image whose header declares more
+            pixels (height x width) than this is unreadable (a guard against decompression
+            bombs, like PIL's), refused before it is decoded; None: no limit. At the default,
+            178,956,970 (where PIL refuses an image, and the largest JPEG TensorFlow decodes),
+            and above, the decoders read the headers of PNGs (JPEGs are bounded by
+            TensorFlow's decoder); below it, also those of JPEG, GIF (its logical screen), BMP
+            and WebP files, at some cost per image. A training config sets it in
+            ``dataset_kwargs``.
         **source_kwargs: synthetic: ``image_shape``, ``num_examples``; imagefolder:
             ``class_names`` (the class list the labels index, e.g. a run's ``classes.json``;
             default the folders of train/, else val/); all: ``shuffle_buffer``.
@@ -422,11 +433,19 @@ def get_dataset(
     Raises:
         ValueError: invalid arguments (the message names the valid values).
         FileNotFoundError: missing data (the message says which files go where).
+
+    Iterating the dataset (a loop, ``model.fit``) over an unreadable image without
+    ``skip_corrupt``, or over more than ``max_skip_fraction`` of them with it, raises
+    ``tf.errors.InvalidArgumentError`` whose message holds ``CorruptImageError: Cannot decode
+    image <path>: <why>. <remedy>``; inside ``with bireal_larq.data.corrupt_image_errors():``
+    it is a :class:`~bireal_larq.data.CorruptImageError` with that message alone. The
+    pipeline's threads end with the iteration.
     """
     shuffle_buffer = source_kwargs.pop("shuffle_buffer", None)
     _validate_args(
         name, split, batch_size, augment, max_skip_fraction, seed, image_size, shuffle_buffer
     )
+    check_max_image_pixels(max_image_pixels)
     if name == "synthetic":
         source_kwargs.setdefault("num_classes", num_classes)
         if image_size is not None and "image_shape" not in source_kwargs:
@@ -521,9 +540,14 @@ def get_dataset(
                 # fast: the crop seed of the fast path; else the one train_geometry would use
                 crop_seed = s[0] if fast else P.split_seed(P.split_seed(s, 2)[0], 4)[0]
                 return P.decode_random_crop(
-                    data, crop_seed, augment.area_range, augment.aspect_ratio_range, channels
+                    data,
+                    crop_seed,
+                    augment.area_range,
+                    augment.aspect_ratio_range,
+                    channels,
+                    max_image_pixels,
                 )
-            return P.decode_image(data, channels)
+            return P.decode_image(data, channels, max_image_pixels)
 
     # 2-5 per example (unless done while decoding); 6-9, the one-hot labels and 11 per batch
     # (the fast path: 2, 3 and, without colour jitter, 6-9 per example).
@@ -561,7 +585,9 @@ def get_dataset(
     # while still in the cache (about 0.1 ms less CPU time per 224 px image than a separate
     # batch, benchmarks/input_pipeline.py, 1 core).
     if encoded:
-        report = SkipReport(shard_count, skip_corrupt, max_skip_fraction, info.channels)
+        report = SkipReport(
+            shard_count, skip_corrupt, max_skip_fraction, info.channels, max_image_pixels
+        )
         ds = decode_robustly(
             ds,
             decode,

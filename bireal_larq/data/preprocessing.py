@@ -35,8 +35,170 @@ def split_seed(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
 # Decoding
 
 
-def decode_image(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:
-    """Decodes JPEG (RGB, grayscale or CMYK), PNG, GIF or BMP bytes to uint8 (H, W, channels)."""
+# The largest image (height x width) decoded by default: where PIL refuses an image as a
+# decompression bomb (2 * PIL.Image.MAX_IMAGE_PIXELS), and the largest JPEG TensorFlow's
+# decoder accepts at all (it refuses 2**29 bytes of RGB or more).
+MAX_IMAGE_PIXELS = 178_956_970
+_JPEG_DECODER_MAX_PIXELS = (2**29 - 1) // 3  # = MAX_IMAGE_PIXELS
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _big_endian(offset: int, size: int) -> list[tuple[int, int, int, int]]:
+    return [(offset + i, 0, 255, 256 ** (size - 1 - i)) for i in range(size)]
+
+
+def _little_endian(offset: int, size: int) -> list[tuple[int, int, int, int]]:
+    return [(offset + i, 0, 255, 256**i) for i in range(size)]
+
+
+# Where the formats other than JPEG state their size in their first bytes: (magic bytes by
+# offset, height, width, what to add to both); a size is a sum of terms (byte >> shift & mask)
+# * weight, each term (byte offset, shift, mask, weight).
+_HEADERS = (
+    ({0: _PNG_SIGNATURE}, _big_endian(20, 4), _big_endian(16, 4), 0),  # IHDR
+    ({0: b"GIF8"}, _little_endian(8, 2), _little_endian(6, 2), 0),  # the logical screen
+    ({0: b"BM"}, _little_endian(22, 4), _little_endian(18, 4), 0),  # BITMAPINFOHEADER
+    ({8: b"WEBPVP8X"}, _little_endian(27, 3), _little_endian(24, 3), 1),  # extended WebP
+    ({8: b"WEBPVP8 "}, [(28, 0, 255, 1), (29, 0, 0x3F, 256)],  # lossy: 14 bits
+     [(26, 0, 255, 1), (27, 0, 0x3F, 256)], 0),
+    ({8: b"WEBPVP8L"}, [(22, 6, 3, 1), (23, 0, 255, 4), (24, 0, 15, 1024)],  # lossless
+     [(21, 0, 255, 1), (22, 0, 0x3F, 256)], 1),
+)
+_HEADER_BYTES = 32  # the first bytes, enough for every size field above
+# (size index: 2 * format + 0 for the height, 1 for the width, byte, shift, mask, weight)
+_SIZE_TERMS = [
+    (2 * k + axis, *term)
+    for k, (_, *sizes, _) in enumerate(_HEADERS)
+    for axis, terms in enumerate(sizes)
+    for term in terms
+]
+# (format, byte offset, value) of every magic byte
+_MAGIC_BYTES = [
+    (k, offset + i, value)
+    for k, (magic, *_) in enumerate(_HEADERS)
+    for offset, text in magic.items()
+    for i, value in enumerate(text)
+]
+
+
+def _other_declared_size(encoded: tf.Tensor) -> tf.Tensor:
+    """(height, width) from the header of a PNG, GIF (its logical screen), BMP or WebP, int64
+    [2]; (0, 0) for other data. A few vector ops for every format at once."""
+    head = tf.cast(tf.io.decode_raw(encoded, tf.uint8, fixed_length=_HEADER_BYTES), tf.int64)
+    index, offset, shift, mask, weight = zip(*_SIZE_TERMS, strict=True)
+    terms = tf.bitwise.bitwise_and(tf.bitwise.right_shift(tf.gather(head, offset), shift), mask)
+    sizes = tf.math.unsorted_segment_sum(terms * weight, index, 2 * len(_HEADERS))
+    sizes += [add for *_, add in _HEADERS for _ in range(2)]
+    sizes = tf.minimum(sizes, 2**32 - sizes)  # BMP: a negative height (rows stored top-down)
+    fmt, offset, value = zip(*_MAGIC_BYTES, strict=True)
+    same = tf.cast(tf.equal(tf.gather(head, offset), value), tf.int64)
+    is_format = tf.math.unsorted_segment_min(same, fmt, len(_HEADERS))  # 1: all magic bytes
+    return tf.reduce_sum(tf.reshape(sizes, [-1, 2]) * is_format[:, None], axis=0)
+
+
+def declared_size(encoded: tf.Tensor) -> tf.Tensor:
+    """The (height, width) an encoded image's header declares, without decoding the image.
+
+    Reads JPEG, PNG, GIF (its logical screen), BMP and WebP headers.
+
+    Returns:
+        int64 [2]; (0, 0) for data of another format.
+
+    Raises:
+        tf.errors.InvalidArgumentError: a JPEG whose header cannot be read.
+    """
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64),
+        lambda: _other_declared_size(encoded),
+    )
+
+
+def _headers_read(max_pixels: int | None) -> str:
+    """Which headers the decoders read for the limit ``max_pixels``: "none", "png" (the
+    default limit and above: TensorFlow's JPEG decoder refuses larger JPEGs itself) or "all"
+    (JPEG, PNG, GIF, BMP and WebP, for a lower limit)."""
+    if max_pixels is None:
+        return "none"
+    return "all" if max_pixels < _JPEG_DECODER_MAX_PIXELS else "png"
+
+
+def check_size(encoded: tf.Tensor, max_pixels: int | None) -> tf.Tensor:
+    """``encoded``, passed on by an op that fails (``tf.errors.InvalidArgumentError``) when its
+    header declares more than ``max_pixels`` (height x width): decode the result, and a huge
+    image fails before any decoder allocates it. ``max_pixels`` None: no check.
+
+    At :data:`MAX_IMAGE_PIXELS` and above, only a PNG's header is read, in a handful of ops
+    (TensorFlow's JPEG decoder refuses a larger JPEG itself); below it, the headers of JPEG,
+    PNG, GIF (its logical screen), BMP and WebP data. Every op of a decoding function costs
+    each image a few microseconds, also in a branch not taken.
+    """
+    kind = _headers_read(max_pixels)
+    if kind == "none":
+        return encoded
+    if kind == "all":
+        size = declared_size(encoded)
+        return _refuse_if(encoded, tf.reduce_prod(size) > max_pixels)
+    is_png = tf.equal(tf.strings.substr(encoded, 0, len(_PNG_SIGNATURE)), _PNG_SIGNATURE)
+    # the first 24 bytes (zero-padded) as big-endian words: IHDR's width and height are the
+    # last two (at most 2**31 - 1 each)
+    words = tf.io.decode_raw(encoded, tf.int32, little_endian=False, fixed_length=24)
+    pixels = tf.reduce_prod(tf.cast(words[4:], tf.int64))
+    return _refuse_if(encoded, tf.logical_and(is_png, pixels > max_pixels))
+
+
+def header_refusal(data: bytes, max_pixels: int | None) -> str | None:
+    """Why the decoders refuse the image ``data`` by its header (what :func:`check_size` and
+    TensorFlow's JPEG decoder check), or None. Eager, for messages."""
+    try:
+        height, width = (int(v) for v in declared_size(data).numpy())
+    except tf.errors.OpError:  # a JPEG without a readable header: the decoder says why
+        return None
+    pixels = height * width
+    declares = f"its header declares {width}x{height} pixels (width x height, {pixels:,} in all)"
+    is_jpeg = data[:3] == b"\xff\xd8\xff"
+    read = _headers_read(max_pixels)
+    if read != "none" and pixels > max_pixels and (
+        read == "all" or is_jpeg or data.startswith(_PNG_SIGNATURE)
+    ):
+        return (
+            f"{declares}, more than max_image_pixels={max_pixels:,} (a decompression bomb or "
+            "a damaged header; a real image this large needs a higher max_image_pixels)"
+        )
+    if is_jpeg and pixels > _JPEG_DECODER_MAX_PIXELS:
+        limit = _JPEG_DECODER_MAX_PIXELS
+        return f"{declares}, more than TensorFlow's JPEG decoder takes ({limit:,})"
+    return None
+
+
+def _refuse_if(value: tf.Tensor, condition: tf.Tensor) -> tf.Tensor:
+    """``value``, passed on by an op that fails when ``condition`` (a bool scalar) holds.
+
+    A stateless data dependency: a stateful ``Assert`` makes every decoding function
+    stateful, which costs tf.data more, and a check no value depends on is pruned by
+    TensorFlow's graph optimiser. (Passing a string on copies it: about 1 % of the time a JPEG
+    of ImageNet's size takes to decode.)
+    """
+    # element 1 of a stack of 1 when the condition holds: "indices = 1 is not in [0, 1)"
+    return tf.gather(tf.expand_dims(value, 0), tf.cast(condition, tf.int32))
+
+
+def decode_image(
+    encoded: tf.Tensor, channels: int = 3, max_pixels: int | None = MAX_IMAGE_PIXELS
+) -> tf.Tensor:
+    """Decodes JPEG (RGB, grayscale or CMYK), PNG (8 or 16 bits, with or without alpha), GIF
+    (its first frame), BMP or, where TensorFlow reads it, WebP bytes to uint8 (H, W, channels).
+
+    Alpha is dropped; 16-bit samples are scaled to [0, 255].
+
+    Args:
+        encoded: the file's bytes, a scalar string tensor.
+        channels: 3 for RGB, 1 for grayscale.
+        max_pixels: fail (``tf.errors.InvalidArgumentError``) when the header declares more
+            pixels (height x width) than this, before decoding (see :func:`check_size`);
+            None: no limit.
+    """
+    encoded = check_size(encoded, max_pixels)
     # TF cannot turn a CMYK JPEG into one channel directly: go through RGB.
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     return _rgb_to_channels(image, channels)
@@ -50,13 +212,14 @@ def _rgb_to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
     return image
 
 
-def _sample_crop_window(
+def _crop_box(
     shape: tf.Tensor,
     seed: tf.Tensor,
     area_range: Sequence[float],
     aspect_ratio_range: Sequence[float],
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Offset and size (y, x) of a random crop with the given area fraction and aspect ratio."""
+    """Offset (y, x, 0) and size (h, w, -1: every channel) of a random crop with the given
+    area fraction and aspect ratio: the arguments of ``tf.slice``."""
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         image_size=shape,
         bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
@@ -67,7 +230,7 @@ def _sample_crop_window(
         max_attempts=10,  # torchvision's RandomResizedCrop also tries 10 times
         use_image_if_no_bounding_boxes=True,
     )
-    return begin[:2], size[:2]
+    return begin, size
 
 
 def decode_random_crop(
@@ -76,6 +239,7 @@ def decode_random_crop(
     area_range: Sequence[float] = (0.08, 1.0),
     aspect_ratio_range: Sequence[float] = (3 / 4, 4 / 3),
     channels: int = 3,
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
 ) -> tf.Tensor:
     """The crop of RandomResizedCrop, decoded without decoding the rest of the image.
 
@@ -83,22 +247,27 @@ def decode_random_crop(
     formats (a PNG saved as .JPEG exists in ImageNet) are fully decoded, then cropped. So is
     a JPEG that does not end with its end-of-image marker: the crop decoder stops reading at
     the window's last row and would not notice a file cut short below it (the full decoder
-    fails on a truncated file and reads one with bytes after the marker).
+    fails on a truncated file and reads one with bytes after the marker). An image whose
+    header declares more than ``max_pixels`` (height x width; None: no limit) fails before
+    it is decoded, as in :func:`decode_image`.
 
     Returns:
         uint8 (h, w, channels): the crop, not yet resized.
     """
+    # Few ops in either branch: each costs every image, also where its branch is not taken.
 
     def fused():
         shape = tf.image.extract_jpeg_shape(encoded)
-        begin, size = _sample_crop_window(shape, seed, area_range, aspect_ratio_range)
-        window = tf.concat([begin, size], axis=0)
+        if _headers_read(max_pixels) == "all":  # else TF's JPEG decoder refuses a larger one
+            pixels = tf.reduce_prod(tf.cast(shape[:2], tf.int64))
+            shape = _refuse_if(shape, pixels > max_pixels)
+        begin, size = _crop_box(shape, seed, area_range, aspect_ratio_range)
+        window = tf.gather(tf.concat([begin, size], 0), [0, 1, 3, 4])  # y, x, h, w
         return tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
 
     def fallback():
-        image = decode_image(encoded, 3)
-        begin, size = _sample_crop_window(tf.shape(image), seed, area_range, aspect_ratio_range)
-        return tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([size, [3]], 0))
+        image = decode_image(encoded, 3, max_pixels)
+        return tf.slice(image, *_crop_box(tf.shape(image), seed, area_range, aspect_ratio_range))
 
     last_two = tf.strings.substr(encoded, tf.maximum(tf.strings.length(encoded) - 2, 0), 2)
     complete_jpeg = tf.logical_and(tf.io.is_jpeg(encoded), tf.equal(last_two, b"\xff\xd9"))
@@ -112,8 +281,7 @@ def random_resized_crop(
     aspect_ratio_range: Sequence[float] = (3 / 4, 4 / 3),
 ) -> tf.Tensor:
     """The window of RandomResizedCrop on an already decoded image (not yet resized)."""
-    begin, size = _sample_crop_window(tf.shape(image), seed, area_range, aspect_ratio_range)
-    return tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([size, [-1]], 0))
+    return tf.slice(image, *_crop_box(tf.shape(image), seed, area_range, aspect_ratio_range))
 
 
 # ------------------------------------------------------------------------------------------

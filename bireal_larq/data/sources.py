@@ -2,7 +2,8 @@
 
 Also the robust decoding of image files: real ImageNet holds truncated JPEGs, a PNG named .JPEG,
 CMYK and grayscale JPEGs. The readable ones decode to the dataset's channel count; an unreadable
-one either stops the run with an error naming it, or is skipped, counted and reported.
+one (also: a file that cannot be read, or whose header declares more than ``max_image_pixels``)
+either stops the run with an error naming it, or is skipped, counted and reported.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tensorflow as tf
 
 from bireal_larq.data import fashion_mnist_files
 from bireal_larq.data.info import TFDS_DATASETS, default_data_dir
-from bireal_larq.data.preprocessing import decode_image
+from bireal_larq.data.preprocessing import MAX_IMAGE_PIXELS, decode_image, header_refusal
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,10 @@ class CorruptImageError(ValueError):
     """An image file (or record) that cannot be decoded."""
 
 
-_WRAPPED_CORRUPT_IMAGE = re.compile(r"CorruptImageError: (.*)")
+# How a CorruptImageError of a running pipeline reads in TensorFlow's error text: the message
+# of the failed in-graph check ("assertion failed: [CorruptImageError: ...]"), or the text of
+# the Python exception of a py_function.
+_WRAPPED_CORRUPT_IMAGE = re.compile(r"CorruptImageError: (.*?)\]?[ \t]*$", re.MULTILINE)
 
 
 @contextmanager
@@ -217,11 +221,25 @@ def fashion_mnist_available(manual_dir: str = FASHION_MNIST_DIR) -> bool:
 # Image files
 
 
-def _decode_reason(data: bytes, channels: int = 3) -> str | None:
-    """None when ``data`` decodes, else the decoder's complaint."""
-    del channels  # decoding always goes through RGB (see preprocessing.decode_image)
+def check_max_image_pixels(max_image_pixels: int | None) -> None:
+    """Raises ``ValueError`` unless ``max_image_pixels`` is None or an int >= 1."""
+    if max_image_pixels is not None and (
+        isinstance(max_image_pixels, bool) or not isinstance(max_image_pixels, int)
+        or max_image_pixels < 1
+    ):
+        raise ValueError(
+            f"max_image_pixels={max_image_pixels!r} is invalid; valid: an int >= 1 (height x "
+            f"width; default {MAX_IMAGE_PIXELS:,}) or None for no limit"
+        )
+
+
+def _decode_reason(data: bytes, max_image_pixels: int | None = MAX_IMAGE_PIXELS) -> str | None:
+    """None when ``data`` decodes, else what is wrong with it."""
     if not data:
         return "the file is empty"
+    refusal = header_refusal(data, max_image_pixels)
+    if refusal:
+        return refusal
     try:
         tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
@@ -229,33 +247,54 @@ def _decode_reason(data: bytes, channels: int = 3) -> str | None:
             return type(e).__name__
         # TF's op error text without the function-node prefix and the "[Op:...]" suffix
         message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", e.message.splitlines()[0])
-        return re.sub(r"\s*\[Op:\w+\]\s*$", "", message) or type(e).__name__
+        message = re.sub(r"\s*\[Op:\w+\].*$", "", message) or type(e).__name__
+        if data[:3] == b"\xff\xd8\xff" and data[-2:] != b"\xff\xd9":
+            message = (
+                f"{message.rstrip('.')} (the file is cut short: {len(data):,} bytes, without "
+                "the end-of-image marker of a JPEG)"
+            )
+        return message
     return None
 
 
-def load_image(path: str, channels: int = 3) -> tf.Tensor:
+def load_image(
+    path: str, channels: int = 3, max_image_pixels: int | None = MAX_IMAGE_PIXELS
+) -> tf.Tensor:
     """Decodes an image file robustly to uint8 (H, W, channels).
 
-    Reads JPEG (RGB, grayscale or CMYK), PNG (also when named .JPEG), GIF and BMP.
+    Reads JPEG (RGB, grayscale or CMYK), PNG (also when named .JPEG; 8 or 16 bits, alpha
+    dropped), GIF (its first frame), BMP and, on TensorFlow >= 2.16, WebP.
 
     Args:
         path: local or ``tf.io.gfile`` path.
         channels: 3 for RGB, 1 for grayscale.
+        max_image_pixels: refuse an image whose header declares more pixels (height x width)
+            than this, before decoding it (a guard against decompression bombs, like PIL's);
+            None: no limit. At the default, 178,956,970 (where PIL refuses an image, and the
+            largest JPEG TensorFlow decodes), and above, the headers of PNGs are read (JPEGs
+            are bounded by TensorFlow's decoder); below it, also those of JPEG, GIF (its
+            logical screen), BMP and WebP files, as ``get_dataset`` does.
 
     Raises:
         FileNotFoundError: no such file.
-        CorruptImageError: the file is truncated, corrupt or not an image (message names it).
+        CorruptImageError: the file is truncated, corrupt, not an image or larger than
+            ``max_image_pixels`` (the message names it).
     """
     if channels not in (1, 3):
         raise ValueError(f"channels={channels!r} is invalid; valid: 1 or 3")
+    check_max_image_pixels(max_image_pixels)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"Image file not found: {path}")
+    if tf.io.gfile.isdir(path):
+        raise CorruptImageError(
+            f"Cannot decode image {path}: it is a directory; valid: the path of an image file"
+        )
     with tf.io.gfile.GFile(path, "rb") as f:
         data = f.read()
-    reason = _decode_reason(data, channels)
+    reason = _decode_reason(data, max_image_pixels)
     if reason:
         raise CorruptImageError(f"Cannot decode image {path}: {reason}")
-    return decode_image(data, channels)
+    return decode_image(data, channels, max_pixels=None)  # checked above
 
 
 class SkipReport:
@@ -272,11 +311,19 @@ class SkipReport:
     # early skip then outlives 63 abandoned passes that skipped files (e.g. validations).
     _OPEN_PASSES = 64
 
-    def __init__(self, total: int, skip_corrupt: bool, max_skip_fraction: float, channels: int):
+    def __init__(
+        self,
+        total: int,
+        skip_corrupt: bool,
+        max_skip_fraction: float,
+        channels: int,
+        max_image_pixels: int | None = MAX_IMAGE_PIXELS,
+    ):
         self.total = max(int(total), 1)
         self.skip_corrupt = skip_corrupt
         self.max_skip_fraction = max_skip_fraction
         self.channels = channels
+        self.max_image_pixels = max_image_pixels  # the decoder's limit, to say why it failed
         self.last_pass: list[str] = []  # the skipped names of the last finished pass
         # pass id -> (block, index in the block, name) of its skipped files; insertion ordered
         self._passes: dict[int, list[tuple[int, int, str]]] = {}
@@ -293,8 +340,10 @@ class SkipReport:
         try:
             data = tf.io.gfile.GFile(payload.decode(), "rb").read() if is_path else payload
         except (tf.errors.OpError, OSError) as e:
-            return f"cannot be read ({type(e).__name__})"
-        return _decode_reason(data, self.channels) or "undecodable"
+            detail = getattr(e, "message", None) or str(e)
+            detail = (detail.strip().splitlines() or [""])[-1]
+            return f"the file cannot be read ({type(e).__name__}: {detail})"
+        return _decode_reason(data, self.max_image_pixels) or "undecodable"
 
     def _bad(
         self, pass_id: int, name: tf.Tensor, payload: tf.Tensor, is_path, where: tuple[int, int]
@@ -329,16 +378,26 @@ class SkipReport:
         missing: tf.Tensor,
         is_path,
         block: tf.Tensor | int = 0,
-    ) -> bool:
+    ) -> str:
         """Reports the examples of decoding block number ``block`` flagged in ``missing`` (a
-        bool mask)."""
+        bool mask).
+
+        Returns:
+            "" when the pass may go on (the files were skipped and counted), else the error
+            that stops it, ``"CorruptImageError: <message>"``. The pipeline fails with it in
+            the graph (see :func:`decode_robustly`): an exception raised here would carry a
+            Python traceback into TensorFlow's error text and its log.
+        """
         with self._lock:
             self.slow_blocks += 1
         examples = zip(names, payloads, missing.numpy(), strict=True)
-        for index, (name, payload, gone) in enumerate(examples):
-            if gone:
-                self._bad(int(pass_id), name, payload, is_path, (int(block), index))
-        return False
+        try:
+            for index, (name, payload, gone) in enumerate(examples):
+                if gone:
+                    self._bad(int(pass_id), name, payload, is_path, (int(block), index))
+        except CorruptImageError as err:
+            return f"CorruptImageError: {err}"
+        return ""
 
     def finish(self, pass_id: tf.Tensor) -> bool:
         """Ends pass ``pass_id``: its skipped files become ``last_pass`` and are logged."""
@@ -449,11 +508,14 @@ def decode_robustly(
         def check(keys, images, labels):
             # the examples of the block that did not come out of the decoder
             missing = tf.reduce_all(tf.not_equal(tf.range(k)[:, None], keys[None, :]), axis=1)
-            ok = tf.py_function(
-                report.bad_block, [pass_id, names, payloads, missing, is_path, number], tf.bool
+            error = tf.py_function(
+                report.bad_block, [pass_id, names, payloads, missing, is_path, number], tf.string
             )
-            ok.set_shape([])
-            with tf.control_dependencies([ok]):
+            error.set_shape([])
+            # fails the pass with the report's message alone: InvalidArgumentError "assertion
+            # failed: [CorruptImageError: ...]"
+            stop = tf.debugging.Assert(tf.equal(error, ""), [error], summarize=1)
+            with tf.control_dependencies([stop]):
                 return tf.identity(images), tf.identity(labels)
 
         slow = decoded.concatenate(tf.data.Dataset.from_tensors(empty)).take(1).map(check)
