@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
-from absl import flags
+from absl import app, flags
 
 _HELP = ("--help", "-h", "-help", "--helpfull", "--helpshort")
 
@@ -52,16 +53,41 @@ def parser_for(
     return parse
 
 
-def fail(code: int, message: str) -> None:
-    """Prints ``message`` to stderr and ends the process with ``code`` at once.
+class Failure(Exception):
+    """A documented error exit of a command: its exit ``code`` and the ``message`` printed."""
 
-    The documented error exits of the CLIs (an unreadable image, a non-finite loss, a run
-    directory conflict, ...) end here rather than through ``sys.exit``: an input pipeline's
-    worker threads may still be inside a ``tf.py_function`` when the error reaches the main
-    thread, and the interpreter's shutdown can then wait on them forever. Everything the run
-    wrote is already on disk (atomic writes); only the interpreter's own clean-up is skipped.
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def fail(code: int, message: str) -> NoReturn:
+    """Ends the command with exit ``code`` after printing ``message`` (see :func:`run`).
+
+    Raises:
+        Failure: always; called in-process (tests, notebooks), it is an ordinary exception.
     """
-    print(message, file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    raise Failure(code, message)
+
+
+def run(main: Callable[[list[str]], int | None], parser: Callable[[list[str]], list[str]]):
+    """``app.run(main)`` with this CLI's flag ``parser``; a :class:`Failure` prints its
+    message to stderr and ends the process with its code at once.
+
+    At once (``os._exit``), not through ``sys.exit``: an input pipeline's worker threads may
+    still be inside a ``tf.py_function`` when the error reaches the main thread, and the
+    interpreter's shutdown can then wait on them forever. Everything the command wrote is
+    already on disk (atomic writes); only the interpreter's own clean-up is skipped.
+    """
+
+    def guarded(argv: list[str]) -> int | None:
+        try:
+            return main(argv)
+        except Failure as err:
+            print(err.message, file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(err.code)
+
+    app.run(guarded, flags_parser=parser)

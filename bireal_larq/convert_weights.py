@@ -10,10 +10,10 @@ the exact call (PyTorch checkpoints may imply a width and class count).
 """
 
 import json
-import sys
 
-from absl import app, flags
+from absl import flags
 
+from bireal_larq import cli
 from bireal_larq.cli import parser_for
 from bireal_larq.models.convert import convert_weights
 
@@ -37,7 +37,7 @@ def main(argv):
     try:
         result = convert_weights(f.source, f.input, f.model, f.output)
     except (ValueError, FileNotFoundError, ImportError) as err:
-        sys.exit(f"convert_weights: {err}")
+        cli.fail(1, f"convert_weights: {err}")
     kwargs = ", ".join(f"{k}={v!r}" for k, v in result["create_model_kwargs"].items())
     print(json.dumps(result, indent=2))
     print(
@@ -48,7 +48,7 @@ def main(argv):
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=PARSER)
+    cli.run(main, PARSER)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,13 @@ Prepares Fashion-MNIST offline, trains a small Bi-Real Net on it (the experiment
 verification on real test images, benchmarks it against its real-valued twin, and writes
 ``OUTPUT_DIR/report.md``. Each step is the project's own command, run as a subprocess with its
 output streamed to the console; the report lists those exact commands so every number in it
-can be redone one step at a time. Rerunning resumes: training picks up where it stopped and
-finished steps are reused only when their outputs are newer than the training run.
+can be redone one step at a time.
+
+Rerunning the same command resumes: ``OUTPUT_DIR/steps.json`` records each finished step
+(its command, time and outputs), and a step is reused when it finished with the same command,
+its outputs are still there and every step before it was reused too; from the first step that
+runs again on, every step runs (a killed training run resumes where it stopped, see
+:func:`bireal_larq.training.run_training`). Deleting ``steps.json`` redoes every step.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
+from bireal_larq import cli
 from bireal_larq.cli import parser_for
 from bireal_larq.export import read_report
+from bireal_larq.utils import atomic_path
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
@@ -50,18 +57,82 @@ flags.DEFINE_integer(
 DATASET = "fashion_mnist"
 
 
-def _step(title: str, args: list[str], log: list[dict]) -> None:
-    """Runs one project command, streaming its output; stops the demo when it fails."""
-    command = [sys.executable, "-m", *args]
-    shown = "python -m " + " ".join(shlex.quote(a) for a in args)
-    print(f"\n=== {title}\n$ {shown}", flush=True)
-    start = time.time()
-    done = subprocess.run(command, check=False)
-    seconds = time.time() - start
-    log.append({"title": title, "command": shown, "seconds": seconds, "rc": done.returncode})
-    if done.returncode != 0:
-        sys.exit(f"demo: step '{title}' failed (exit {done.returncode}): {shown}")
-    print(f"=== {title}: done in {seconds:.0f} s", flush=True)
+STEPS = "steps.json"  # the finished steps of OUTPUT_DIR, to resume
+
+
+class _Steps:
+    """The demo's steps in order, each run or reused from ``OUTPUT_DIR/steps.json``."""
+
+    def __init__(self, out: str):
+        self.path = os.path.join(out, STEPS)
+        self.log: list[dict] = []  # this run's steps, for the report
+        self.reusing = True  # until the first step that runs
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                self.recorded: dict[str, dict] = json.load(f)
+            if not isinstance(self.recorded, dict):
+                raise ValueError("not a JSON object")
+        except FileNotFoundError:
+            self.recorded = {}
+        except (OSError, ValueError) as err:  # damaged: redo everything
+            print(f"demo: {self.path} is unreadable ({err}); every step runs again", flush=True)
+            self.recorded = {}
+
+    def _save(self) -> None:
+        with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.recorded, f, indent=2)
+
+    def run(
+        self, title: str, args: list[str], outputs: tuple[str, ...] = (), always: bool = False
+    ) -> None:
+        """Runs one project command, streaming its output, unless it can be reused; stops the
+        demo when it fails. ``always``: a step that checks its own outputs and is cheap when
+        they are there (the offline data preparation); it runs every time, and the steps
+        after it can still be reused."""
+        shown = "python -m " + " ".join(shlex.quote(a) for a in args)
+        entry = self.recorded.get(title)
+        if (
+            not always
+            and self.reusing
+            and isinstance(entry, dict)
+            and entry.get("command") == shown
+            and all(os.path.exists(p) for p in outputs)
+        ):
+            self.log.append({**entry, "title": title, "reused": True})
+            print(f"\n=== {title}: finished earlier ({entry.get('finished', '?')}), reused\n"
+                  f"$ {shown}", flush=True)
+            return
+        if not always:
+            if self.reusing and any(e["reused"] for e in self.log):
+                print(f"\ndemo: resuming at step '{title}' (delete {self.path} to redo every "
+                      "step)", flush=True)
+            self.reusing = False
+        # This step and every later one are redone: forget their records first, so that a
+        # demo killed from here on does not reuse what is redone.
+        titles = list(self.recorded)
+        if title in titles and not always:
+            for stale in titles[titles.index(title):]:
+                del self.recorded[stale]
+            self._save()
+        print(f"\n=== {title}\n$ {shown}", flush=True)
+        start = time.time()
+        done = subprocess.run([sys.executable, "-m", *args], check=False)
+        seconds = time.time() - start
+        if done.returncode != 0:
+            cli.fail(done.returncode if done.returncode > 0 else 1,
+                     f"demo: step '{title}' failed (exit {done.returncode}); its message is "
+                     f"above. Fix the cause and run the demo again: it resumes at this step. "
+                     f"The step alone: {shown}")
+        entry = {
+            "command": shown,
+            "seconds": round(seconds, 1),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "outputs": list(outputs),
+        }
+        self.recorded[title] = entry
+        self._save()
+        self.log.append({**entry, "title": title, "reused": False})
+        print(f"=== {title}: done in {seconds:.0f} s", flush=True)
 
 
 def _read(path: str) -> dict:
@@ -130,14 +201,15 @@ def write_report(out: str, log: list[dict]) -> str:
             "",
         ]
     for entry in log:
+        when = " (reused from an earlier run)" if entry.get("reused") else ""
         lines += [
-            f"{entry['title']} ({entry['seconds']:.0f} s):",
+            f"{entry['title']} ({entry['seconds']:.0f} s{when}):",
             "",
             "    " + entry["command"],
             "",
         ]
     path = os.path.join(out, "report.md")
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     return path
 
@@ -148,24 +220,24 @@ def main(argv) -> None:
     os.makedirs(out, exist_ok=True)
     run_dir = os.path.join(out, "train")
     tflite = os.path.join(out, "model.tflite")
-    log: list[dict] = []
+    steps = _Steps(out)
     start = time.time()
 
-    _step(
+    steps.run(
         "Prepare Fashion-MNIST (offline, once)",
         ["bireal_larq.prepare_data", f"--dataset={DATASET}"],
-        log,
+        always=True,
     )
     train = ["bireal_larq.train", f"--experiment={FLAGS.experiment}", f"--output_dir={run_dir}"]
     if FLAGS.steps_per_epoch is not None:
         train.append(f"--steps_per_epoch={FLAGS.steps_per_epoch}")
-    _step("Train", train, log)
-    _step(
+    steps.run("Train", train, outputs=(os.path.join(run_dir, "summary.json"),))
+    steps.run(
         "Evaluate the Keras model on the test set",
         ["bireal_larq.evaluate", f"--checkpoint={run_dir}", f"--dataset={DATASET}"],
-        log,
+        outputs=(os.path.join(run_dir, f"eval_{DATASET}.json"),),
     )
-    _step(
+    steps.run(
         "Export to LCE, check every binary conv is fused, verify on test images",
         [
             "bireal_larq.export",
@@ -174,9 +246,10 @@ def main(argv) -> None:
             f"--verify_dataset={DATASET}",
             f"--verify_samples={FLAGS.verify_samples}",
         ],
-        log,
+        outputs=(tflite,),
     )
-    _step(
+    benchmark_json = os.path.join(out, "benchmark.json")
+    steps.run(
         "Benchmark the LCE model against its real-valued twin (XNNPACK)",
         [
             "bireal_larq.benchmark",
@@ -184,17 +257,17 @@ def main(argv) -> None:
             "--compare_float",
             "--max_threads=2",
             f"--runs={FLAGS.benchmark_runs}",
-            f"--json_output={os.path.join(out, 'benchmark.json')}",
+            f"--json_output={benchmark_json}",
         ],
-        log,
+        outputs=(benchmark_json,),
     )
-    path = write_report(out, log)
+    path = write_report(out, steps.log)
     print(f"\nDemo finished in {(time.time() - start) / 60:.1f} min. Report: {path}", flush=True)
 
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=PARSER)
+    cli.run(main, PARSER)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from bireal_larq import cli
 from bireal_larq.cli import fail, parser_for
 from bireal_larq.data import CorruptImageError
 from bireal_larq.training.evaluation import evaluate_checkpoint, find_run, write_result
@@ -67,7 +68,7 @@ def main(argv):
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=PARSER)
+    cli.run(main, PARSER)
 
 
 if __name__ == "__main__":

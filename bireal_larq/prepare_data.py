@@ -13,10 +13,9 @@ the package's ``prepare`` function as soon as it was imported.)
 
 from __future__ import annotations
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
+from bireal_larq import cli
 from bireal_larq.cli import parser_for
 from bireal_larq.data.info import TFDS_DATASETS
 from bireal_larq.data.sources import prepare, tfds_root
@@ -40,14 +39,14 @@ def main(argv):
     try:
         builder = prepare(FLAGS.dataset, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir)
     except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"prepare_data: {err}")
+        cli.fail(1, f"prepare_data: {err}")
     splits = {k: v.num_examples for k, v in builder.info.splits.items()}
     print(f"{FLAGS.dataset} is prepared in {tfds_root(FLAGS.data_dir)}: {splits}")
 
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=PARSER)
+    cli.run(main, PARSER)
 
 
 if __name__ == "__main__":

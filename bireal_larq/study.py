@@ -19,10 +19,11 @@ import sys
 import time
 import traceback
 
-from absl import app, flags
+from absl import flags
 
-from bireal_larq.cli import parser_for
-from bireal_larq.utils import WriteError, atomic_path
+from bireal_larq import cli
+from bireal_larq.cli import fail, parser_for
+from bireal_larq.utils import WriteError, atomic_path, write_failed
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
@@ -422,7 +423,10 @@ def run_study(
                          "when missing)")
     runs_dir = os.path.join(results_dir, f"{suite_name}_runs")
     entries = _suite_entries(suite_module, runs_dir, only)
-    os.makedirs(runs_dir, exist_ok=True)
+    try:
+        os.makedirs(runs_dir, exist_ok=True)
+    except OSError as err:
+        raise write_failed(runs_dir, err) from None
     md_path = os.path.join(results_dir, f"{suite_name}.md")
     png_path = os.path.join(results_dir, f"{suite_name}.png")
 
@@ -466,16 +470,13 @@ def run_study(
 
 def main(argv) -> None:
     del argv
-    if FLAGS.recheck:
-        try:
+    try:
+        if FLAGS.recheck:
             _, moved = recheck_study(FLAGS.suite, load_suite(FLAGS.suite), FLAGS.results_dir,
                                      only=FLAGS.only, data_dir=FLAGS.data_dir)
-        except ValueError as err:
-            raise SystemExit(f"study: {err}") from None
-        if moved:
-            raise SystemExit(f"study: rows moved by more than 0.05 points: {moved}")
-        return
-    try:
+            if moved:
+                fail(1, f"study: rows moved by more than 0.05 points: {moved}")
+            return
         _, failures = run_study(
             FLAGS.suite,
             load_suite(FLAGS.suite),
@@ -484,15 +485,18 @@ def main(argv) -> None:
             data_dir=FLAGS.data_dir,
             table_only=FLAGS.table_only,
         )
+    except WriteError as err:  # the results folder or a file in it cannot be written
+        fail(6, f"study: {err.strerror}")
     except ValueError as err:
-        raise SystemExit(f"study: {err}") from None
+        fail(1, f"study: {err}")
     if failures:
-        raise SystemExit(f"study: configurations failed: {failures}")
+        fail(1, f"study: configurations failed: {failures}; rerun the same command to retry "
+                "them (finished configurations are kept)")
 
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=PARSER)
+    cli.run(main, PARSER)
 
 
 if __name__ == "__main__":

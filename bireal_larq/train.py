@@ -23,6 +23,7 @@ import sys
 
 from absl import app, flags
 
+from bireal_larq import cli
 from bireal_larq.cli import fail, parser_for
 from bireal_larq.data import CorruptImageError
 from bireal_larq.data.config import DEFAULT_PRESETS
@@ -224,7 +225,7 @@ def main(argv):
 
 def run() -> None:
     """The command-line entry point (parses this module's flags)."""
-    app.run(main, flags_parser=PARSER)
+    cli.run(main, PARSER)
 
 
 if __name__ == "__main__":

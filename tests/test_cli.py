@@ -81,9 +81,9 @@ def test_the_parser_keeps_the_positional_arguments_a_command_takes(capsys):
     assert bench.PARSER(["b", "m.tflite", "--runs=3"]) == ["b", "m.tflite"]
     assert bench.FLAGS.runs == 3
     bench.FLAGS.unparse_flags()
-    for name in CLIS:  # every CLI runs through its module's PARSER
+    for name in CLIS:  # every CLI runs through its module's PARSER and cli.run's exits
         source = open(importlib.import_module(name).__file__).read()
-        assert "app.run(main, flags_parser=PARSER)" in source, name
+        assert "cli.run(main, PARSER)" in source, name
     with pytest.raises(SystemExit):
         train.PARSER(["train", "--output_dir=runs/x", "--overwrite", "false"])
     err = capsys.readouterr().err

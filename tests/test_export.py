@@ -514,13 +514,16 @@ def test_cli_exports_a_registered_model_with_its_report(tmp_path, capsys):
 def test_cli_reports_bad_flags_clearly(tmp_path, capsys):
     from absl import app
 
+    from bireal_larq.cli import Failure
     from bireal_larq.export import __main__ as cli
 
     cli.FLAGS.unparse_flags()
     cli.FLAGS(["export", "--model=no_such_model", f"--output={tmp_path / 'm.tflite'}"])
     try:
-        assert cli.main(["export"]) == 1
-        assert "Unknown model 'no_such_model'" in capsys.readouterr().err
+        with pytest.raises(Failure) as failure:
+            cli.main(["export"])
+        assert failure.value.code == 1
+        assert "Unknown model 'no_such_model'" in failure.value.message
         cli.FLAGS(["export", "--input_shape=32,32"])
         with pytest.raises(app.UsageError, match="H,W,C"):
             cli.main(["export"])

@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,8 @@ from test_train_support import (
     train_command,
     write_experiment,
 )
+
+from bireal_larq.data import fashion_mnist_available
 
 pytestmark = processes
 STAGE = os.path.join("stages", "01_binary")
@@ -266,3 +269,47 @@ utils.os = types.SimpleNamespace(**{**vars(os), "replace": replace})  # a full d
     assert "### bireal failed: Could not write" in done.stderr
     assert "No space left on device" in done.stderr and "Traceback" not in done.stderr
     assert not os.path.exists(os.path.join(results, "tiny_runs", "bireal", "study_row.json"))
+
+
+# Every command's error exit: (command line after `python -m`, exit code, message). Each names
+# the cause (and where the remedy is not obvious, the remedy) and ends at once.
+ERROR_EXITS = {
+    "train": (["bireal_larq.train", "--model=birealnet18_small", "--dataset=imagefolder",
+               "--data_dir={tmp}/no_images", "--epochs=1", "--output_dir={tmp}/run"], 5,
+              r"ERROR: '{tmp}/no_images' is not an image folder: it needs train/ and val/"),
+    "evaluate": (["bireal_larq.evaluate", "--checkpoint={tmp}/no_run"], 1,
+                 r"Checkpoint '{tmp}/no_run' does not exist"),
+    "export": (["bireal_larq.export", "--checkpoint={tmp}/no_run", "--output={tmp}/m.tflite"], 1,
+               r"export failed: Checkpoint '{tmp}/no_run' not found; expected a run directory"),
+    "benchmark": (["bireal_larq.benchmark", "{tmp}/none.tflite"], 1,
+                  r"benchmark failed: TFLite model '{tmp}/none.tflite' not found"),
+    "study": (["bireal_larq.study", "--results_dir={tmp}/file/results"], 6,
+              r"study: Could not write {tmp}/file/results/fashion_mnist_runs: Not a directory\. "
+              r".*fix the directory's permissions, then run the same command again"),
+    "demo": (["bireal_larq.demo", "--experiment=nope", "--output_dir={tmp}/demo"], 1,
+             r"Unknown experiment 'nope'; valid: .*\n(.*\n)*demo: step 'Train' failed \(exit 1\)"
+             r".*it resumes at this step"),
+    "prepare_data": (["bireal_larq.prepare_data", "--dataset=imagenet2012",
+                      "--manual_dir={tmp}/manual", "--data_dir={tmp}/tfds"], 1,
+                     r"{tmp}/manual/ILSVRC2012_img_val\.tar: .*\[MISSING\]"),
+    "convert_weights": (["bireal_larq.convert_weights", "--source=pytorch",
+                         "--input={tmp}/none.pth", "--output={tmp}/w.h5"], 1,
+                        r"convert_weights: PyTorch checkpoint '{tmp}/none.pth' not found"),
+}
+
+
+@pytest.mark.parametrize("name", list(ERROR_EXITS))
+def test_every_command_ends_at_once_with_its_exit_code_and_the_cause(tmp_path, name):
+    args, code, message = ERROR_EXITS[name]
+    if name == "demo" and not fashion_mnist_available():
+        pytest.skip("the demo's first step prepares Fashion-MNIST: its files are absent")
+    tmp = str(tmp_path)
+    (tmp_path / "file").write_text("a file where a folder is expected")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", *(a.format(tmp=tmp) for a in args)], cwd=ROOT,
+                          env=env(), capture_output=True, text=True, timeout=EXIT_BOUND)
+    output = done.stdout + done.stderr
+    assert done.returncode == code, output[-3000:]
+    assert re.search(message.format(tmp=re.escape(tmp)), done.stderr), done.stderr[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    print(f"{name}: exit {code} after {time.monotonic() - started:.1f} s")

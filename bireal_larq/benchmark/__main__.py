@@ -20,6 +20,7 @@ import sys
 
 from absl import app, flags
 
+from bireal_larq import cli
 from bireal_larq.benchmark import BACKEND_CHOICES
 from bireal_larq.cli import parser_for
 
@@ -155,4 +156,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=PARSER)
+    cli.run(main, PARSER)

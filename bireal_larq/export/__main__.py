@@ -12,11 +12,12 @@ Examples::
 from __future__ import annotations
 
 import json
-import sys
 
 from absl import app, flags
 
-from bireal_larq.cli import parser_for
+from bireal_larq import cli
+from bireal_larq.cli import fail, parser_for
+from bireal_larq.data import CorruptImageError
 from bireal_larq.stack import LceUnavailableError, import_lce
 from bireal_larq.utils import WriteError
 
@@ -93,9 +94,12 @@ def main(argv: list[str]) -> int:
             # preprocesses and names classes by it); verification may use another.
             metadata={**metadata, "dataset": metadata.get("dataset") or FLAGS.verify_dataset},
         )
+    except CorruptImageError as e:  # a verification image: the file and the remedy
+        fail(4, f"export failed: {e}")
+    except WriteError as e:  # the flatbuffer or its report: the previous files are kept
+        fail(6, f"export failed: {e.strerror}")
     except (ExportError, LceUnavailableError, ValueError, OSError) as e:
-        print(f"export failed: {e.strerror if isinstance(e, WriteError) else e}", file=sys.stderr)
-        return 1
+        fail(1, f"export failed: {e}")
     summary = {k: report[k] for k in ("output", "file_size_bytes", "op_table", "warnings")}
     summary["binary_layers_fused"] = f"{report['lce_bconv2d_ops']}/{report['binary_layers']}"
     summary["verification"] = report["verification"]
@@ -104,4 +108,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=PARSER)
+    cli.run(main, PARSER)
