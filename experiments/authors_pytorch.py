@@ -12,9 +12,9 @@ Command::
     python -m bireal_larq.train --experiment=authors_pytorch --model=birealnet18 \
         --data_dir=$TFDS_DATA_DIR --output_dir=runs/authors_pytorch_18
 
-Expected result (ImageNet validation, the seed README's table, which the PyTorch recipe
-reproduces): birealnet18 56.4 % top-1 / 79.5 % top-5, birealnet34 62.2 / 83.9,
-birealnet50 62.6 / 83.9.
+Expected result (ImageNet validation, the accuracy table of the liuzechun/Bi-Real-net
+README, which the PyTorch recipe reproduces): birealnet18 56.4 % top-1 / 79.5 % top-5,
+birealnet34 62.2 / 83.9, birealnet50 62.6 / 83.9.
 """
 
 from bireal_larq.data import preset

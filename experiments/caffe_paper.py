@@ -1,4 +1,6 @@
-r"""The Bi-Real Net paper's Caffe recipe (ECCV 2018; seed 000, "Caffe Implementation").
+r"""The Bi-Real Net paper's Caffe recipe (Liu et al., ECCV 2018).
+
+As described in the liuzechun/Bi-Real-net README, section "Caffe Implementation".
 
 1. Real-valued pre-training in three steps on the real-valued twin: ReLU from scratch with
    ResNet's settings (SGD 0.1, momentum 0.9, weight decay 1e-4, x0.1 at epochs 30 and 60,

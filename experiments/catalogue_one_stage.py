@@ -1,8 +1,11 @@
-r"""The catalogue's one-stage recipe with warm-up (seed 002, trick 8: ~+0.5 % top-1).
+r"""The one-stage recipe with warm-up of Training-Tricks-for-BNNs (item 8: ~+0.5 % top-1).
+
+Training-Tricks-for-BNNs is HolmesShuan/Training-Tricks-for-Binarized-Neural-Networks (2019),
+"the catalogue" below.
 
 Fully binary from scratch with Adam: 5 warm-up epochs at lr 1e-3, then 4e-3. The catalogue
 gives no decay after the warm-up: its ImageNet schedule (x0.1 at epochs 40, 60, 70, end 75)
-is used. Weight decay 0 (trick 6, stage 2 setting), RandomResizedCrop + flip. Batch 256
+is used. Weight decay 0 (item 6, stage 2 setting), RandomResizedCrop + flip. Batch 256
 (the reference of the rates; the catalogue gives none).
 
 Command::

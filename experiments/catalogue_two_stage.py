@@ -1,9 +1,12 @@
-r"""The training-tricks catalogue's two-stage recipe, ImageNet schedule (seed 002, tricks 5-8).
+r"""The two-stage recipe of Training-Tricks-for-BNNs, ImageNet schedule (items 5-8).
+
+Training-Tricks-for-BNNs is HolmesShuan/Training-Tricks-for-Binarized-Neural-Networks (2019),
+"the catalogue" below.
 
 Stage 1: binary activations with real-valued weights, Adam (default betas) lr 1e-3, weight
 decay 1e-5 (on every parameter, as its code); stage 2: fully binary, initialised from stage 1,
 weight decay 0, lr 2e-4. Each stage: x0.1 at epochs 40, 60, 70, end at 75. Augmentation:
-RandomResizedCrop + flip, colour jitter (0.4, 0.4, 0.4, 0.1) in stage 1 only (trick 9). The
+RandomResizedCrop + flip, colour jitter (0.4, 0.4, 0.4, 0.1) in stage 1 only (item 9). The
 catalogue gives no batch size: 256 (the PyTorch ImageNet example it builds on) is the
 reference for its rates.
 

@@ -1,9 +1,9 @@
-r"""The catalogue's two-stage recipe with its CIFAR-100 schedule (seed 002, tricks 5-9).
+r"""The two-stage recipe of Training-Tricks-for-BNNs with its CIFAR-100 schedule (items 5-9).
 
 As ``catalogue_two_stage`` (stage 1 binary activations + real weights, Adam 1e-3, weight decay
 1e-5; stage 2 fully binary, 2e-4, weight decay 0) with the CIFAR-100 schedule: x0.2 at epochs
 150, 250 and 320, end at 350, each stage. Data: random crop 32 (padding 4), flip, rotation
-+-15 (trick 9). Small-input models (3x3/1 stem). Batch 256 (reference of the rates).
++-15 (item 9). Small-input models (3x3/1 stem). Batch 256 (reference of the rates).
 
 Command::
 

@@ -1,4 +1,8 @@
-r"""The tricks study on Fashion-MNIST: every catalogue trick, one at a time, on one budget.
+r"""The tricks study on Fashion-MNIST: tricks of Training-Tricks-for-BNNs, one at a time.
+
+Each row changes one thing of a plain Bi-Real Net on one budget. Tricks are named by their item
+number in Training-Tricks-for-Binarized-Neural-Networks (HolmesShuan, 2019); see
+docs/study.md for the results and docs/references.md for the sources.
 
 Command::
 
@@ -13,14 +17,14 @@ at quarter width (base_filters 16), batch 128, BUDGET_EPOCHS (2) epochs of the 6
 images, Adam at 2e-3 (reference batch 128) decayed linearly to 0, flip + pad-and-crop,
 fixed seed 0. The base follows the authors' PyTorch code: Bi-Real blocks, zero padding,
 PyTorch's default BatchNorm momentum 0.1 (Keras 0.9), and Bi-Real's own downsampling
-shortcut AvgPool -> 1x1 -> BN, which is the catalogue's downsampling v2: the plain Bi-Real
-rows are the v2 rows. Each trick changes only what it names.
+shortcut AvgPool -> 1x1 -> BN, which is downsampling v2 of Training-Tricks-for-BNNs item 4:
+the plain Bi-Real rows are the v2 rows. Each trick changes only what it names.
 Plain Bi-Real also runs with seeds 1 and 2: their spread is the noise floor of the table.
 The distillation rows (kd_kl, kd_features and the combinations) learn from the real-valued
 twin trained on the long budget (real_valued_twin_long), a converged teacher as in the
-papers; its 44 minutes are not in their training minutes. (An earlier run of those rows with
-the 2-epoch twin as teacher measured kd_kl 86.29, kd_features 87.66, best_combination 89.00
-and best_combination_long 90.03 %.)
+papers; its 44 minutes are not in their training minutes. (With the 2-epoch twin as
+teacher, the same rows measured kd_kl 86.29, kd_features 87.66, best_combination 89.00 and
+best_combination_long 90.03 %.)
 The best combination of single tricks then also runs with a long budget (LONG_EPOCHS, 8)
 and with the longest the study allows (MAX_EPOCHS, 16, about 1.5-2 hours on 2 cores), each
 next to the real-valued twin trained on that budget (the teacher stays the 8-epoch twin).
@@ -31,7 +35,7 @@ the single-trick rows, which are scored on the test set (Fashion-MNIST has no se
 validation split here), so its own test score is slightly optimistic.
 
 Expected result: the real-valued twin is the ceiling; see results/fashion_mnist.md for what
-was measured (the earlier-teacher numbers above are the only measurements quoted here).
+was measured (the 2-epoch-teacher numbers above are the only measurements quoted here).
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ SPREAD_SEEDS = (1, 2)
 TWIN_RUN = "real_valued_twin"
 LONG_EPOCHS = 8
 TEACHER_RUN = f"{TWIN_RUN}_long"
-# The longest budget the issue allows (about two hours of training on 2 cores): the best
+# The longest budget of the study (about two hours of training on 2 cores): the best
 # combination and its real-valued twin once more, with the same teacher.
 MAX_EPOCHS = 16
 SUFFIXES = {BUDGET_EPOCHS: "", LONG_EPOCHS: "_long", MAX_EPOCHS: f"_{MAX_EPOCHS}ep"}

@@ -2,8 +2,8 @@
 
 Sources are cited per field:
   [BR]   the authors' PyTorch recipe (``liuzechun/Bi-Real-net``, ``train.py``) and the Caffe
-         recipe of the Bi-Real paper (seed 000).
-  [T#n]  trick n of the BNN training-tricks catalogue (seed 002).
+         recipe of the Bi-Real Net paper (Liu et al., ECCV 2018).
+  [Tricks #n]  item n of Training-Tricks-for-Binarized-Neural-Networks (HolmesShuan, 2019).
   [AA]   Cubuk et al., "AutoAugment", CVPR 2019 (the CIFAR-10 policy).
   [CO]   DeVries & Taylor, "Improved Regularization of CNNs with Cutout", 2017.
   [MU]   Zhang et al., "mixup", ICLR 2018.  [CM] Yun et al., "CutMix", ICCV 2019.
@@ -31,32 +31,34 @@ class AugmentConfig:
     """
 
     # --- geometry ----------------------------------------------------------------------------
-    crop: str = "random_resized"  # [BR] RandomResizedCrop; [T#18] "resize_random_crop" (Caffe);
-    # [T#9] "pad_random_crop" for CIFAR; "none": keep the image (resized to the model input)
+    crop: str = "random_resized"  # [BR] RandomResizedCrop; [Tricks #18] "resize_random_crop"
+    # (Caffe); [Tricks #9] "pad_random_crop" for CIFAR; "none": keep the image (resized to the
+    # model input)
     area_range: tuple[float, float] = (0.08, 1.0)  # [BR] RandomResizedCrop(scale=(0.08, 1))
     aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3)  # torchvision's default ratio
-    train_resize_ratio: float = 256 / 224  # [T#18] "resize_random_crop": shorter side 224*r
-    pad: int = 4  # [T#9] RandomCrop(32, padding=4) ("pad_random_crop")
-    flip: bool = True  # [BR]/[T#9] horizontal flip; off for digits-like data
-    rotation_degrees: float = 0.0  # [T#9] CIFAR: RandomRotation(15)
+    train_resize_ratio: float = 256 / 224  # [Tricks #18] "resize_random_crop": shorter side 224*r
+    pad: int = 4  # [Tricks #9] RandomCrop(32, padding=4) ("pad_random_crop")
+    flip: bool = True  # [BR]/[Tricks #9] horizontal flip; off for digits-like data
+    rotation_degrees: float = 0.0  # [Tricks #9] CIFAR: RandomRotation(15)
     antialias: bool = False  # training resizes skip the anti-aliasing filter (speed)
 
     # --- photometric -------------------------------------------------------------------------
     autoaugment: str = "none"  # [AA] "cifar10": the published CIFAR-10 policy
     cutout: int = 0  # [CO] side of the square set to the mean (after AutoAugment); [AA]: 16
-    brightness: float = 0.0  # [T#9] ImageNet stage 1: ColorJitter(0.4, 0.4, 0.4, 0.1)
+    brightness: float = 0.0  # [Tricks #9] ImageNet stage 1: ColorJitter(0.4, 0.4, 0.4, 0.1)
     contrast: float = 0.0
     saturation: float = 0.0
     hue: float = 0.0
-    lighting_alphastd: float = 0.1  # [BR]/[T#9] Lighting(0.1), ImageNet PCA; [FB] on [0, 1]
+    lighting_alphastd: float = 0.1  # [BR]/[Tricks #9] Lighting(0.1), ImageNet PCA; [FB] on [0, 1]
 
     # --- batch level -------------------------------------------------------------------------
-    mixup_alpha: float = 0.0  # [T#9]/[MU] Beta(alpha, alpha) mixing of a batch with itself
+    mixup_alpha: float = 0.0  # [Tricks #9]/[MU] Beta(alpha, alpha) mixing of a batch with itself
     cutmix_alpha: float = 0.0  # [CM]; with both > 0 each batch picks one (cutmix_prob)
     cutmix_prob: float = 0.5
 
     # --- evaluation --------------------------------------------------------------------------
-    eval_resize_ratio: float = 256 / 224  # [BR] Resize(256)+CenterCrop(224); [T#18] 1.15, 1.35
+    # [BR] Resize(256)+CenterCrop(224); [Tricks #18] also 1.15 and 1.35
+    eval_resize_ratio: float = 256 / 224
 
     def __post_init__(self):
         for field in ("area_range", "aspect_ratio_range"):
@@ -130,11 +132,13 @@ _SMALL = dict(crop="pad_random_crop", eval_resize_ratio=1.0, **_NO_PHOTOMETRIC)
 # Recipe name -> overrides of the AugmentConfig defaults.
 PRESETS: dict[str, dict[str, Any]] = {
     "imagenet": {},  # [BR] RandomResizedCrop(0.08-1) + Lighting(0.1) + flip; eval 256 -> 224
-    "imagenet_jitter": dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),  # [T#9] stage 1
-    "imagenet_caffe": dict(crop="resize_random_crop", **_NO_PHOTOMETRIC),  # [BR] Caffe / [T#18]
-    "cifar": dict(_SMALL, rotation_degrees=15.0),  # [T#9] crop 4 + flip + rotation 15
-    "cifar_mixup": dict(_SMALL, rotation_degrees=15.0, mixup_alpha=1.0),  # [T#9] + [MU]
-    # [T#9] + [AA]: the AutoAugment paper's CIFAR recipe ends with Cutout 16 px
+    # [Tricks #9] colour jitter, stage 1 only
+    "imagenet_jitter": dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),
+    # [BR] Caffe recipe / [Tricks #18]
+    "imagenet_caffe": dict(crop="resize_random_crop", **_NO_PHOTOMETRIC),
+    "cifar": dict(_SMALL, rotation_degrees=15.0),  # [Tricks #9] crop 4 + flip + rotation 15
+    "cifar_mixup": dict(_SMALL, rotation_degrees=15.0, mixup_alpha=1.0),  # [Tricks #9] + [MU]
+    # [Tricks #9] + [AA]: the AutoAugment paper's CIFAR recipe ends with Cutout 16 px
     "cifar_autoaugment": dict(_SMALL, autoaugment="cifar10", cutout=16),
     "fashion_mnist": dict(_SMALL, pad=2),  # crop 2 + flip (clothes are left-right symmetric)
     "digits": dict(_SMALL, pad=2, flip=False),  # a flipped digit is another symbol

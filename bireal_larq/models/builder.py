@@ -9,6 +9,9 @@ implementations can be mapped onto them.
 The default configuration creates its weight-carrying layers in the order of
 ``larq_zoo.literature.BiRealNet`` (shortcut before the binary conv), so the zoo's ``.h5`` files
 load into it directly.
+
+[BR] marks Bi-Real Net (Liu et al., ECCV 2018 / IJCV 2020), [Tricks #n] item n of
+Training-Tricks-for-Binarized-Neural-Networks (HolmesShuan, 2019); see docs/references.md.
 """
 
 from __future__ import annotations
@@ -144,7 +147,7 @@ class _Builder:
         return x
 
     def attention(self, y, x_real, name: str):
-        """[T#13] y *= SE(x_real): a gate per output channel computed from the real input."""
+        """[Tricks #13] y *= SE(x_real): a gate per output channel computed from the real input."""
         if not self.c.channel_attention:
             return y
         out_channels = y.shape[-1]
@@ -174,7 +177,7 @@ class _Builder:
         if stride == 1 and x.shape[-1] == filters:
             return x
         kind = self.c.shortcut
-        if kind == "bireal":  # [BR] = [T#4] v2
+        if kind == "bireal":  # [BR] = [Tricks #4] v2
             if stride > 1:
                 x = layers.AvgPool2D(stride, strides=stride, padding="same", name=f"{name}_pool")(
                     x
@@ -187,7 +190,7 @@ class _Builder:
             pool = stride if kind == "v1" else 3
             return layers.AvgPool2D(pool, strides=stride, padding="same", name=f"{name}_pool")(x)
         if self.c.layout == "catalogue" and self.c.block == "bottleneck":
-            # [T#1] the catalogue bottleneck's stride-1 branch ends in a 3x3/1 average pool.
+            # [Tricks #1] the bottleneck's stride-1 branch ends in a 3x3/1 average pool.
             return layers.AvgPool2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
         return x
 
@@ -218,7 +221,7 @@ class _Builder:
 
         if c.stem == "small":
             return bn_act(x)
-        if c.stem_order == "conv_pool_bn":  # [T#11]
+        if c.stem_order == "conv_pool_bn":  # [Tricks #11]
             return bn_act(pool(x))
         return pool(bn_act(x))
 
@@ -235,7 +238,7 @@ class _Builder:
                 real_in = y
                 y = self.binary_conv(y, filters, 3, f"{name}_conv{suffix}", s, c.groups)
                 y = self.bn(y, f"{name}_bn{suffix}")
-            else:  # [T#1] BN -> sign -> binary conv
+            else:  # [Tricks #1] BN -> sign -> binary conv
                 real_in = self.bn(y, f"{name}_bn{suffix}")
                 y = self.binary_conv(real_in, filters, 3, f"{name}_conv{suffix}", s, c.groups)
             y = self.attention(y, real_in, f"{name}_conv{suffix}")
@@ -279,7 +282,7 @@ class _Builder:
         return out2, out3
 
     def catalogue_bottleneck(self, x, planes: int, stride: int, name: str):
-        """[T#1] BN->sign->1x1 (stride), BN->sign->3x3 (+ skip), BN->sign->1x1->BN, + branch."""
+        """[Tricks #1] BN->sign->1x1 (stride), BN->sign->3x3 (+ skip), BN->sign->1x1->BN, branch."""
         mid = planes // 4
         shortcut = self.shortcut(x, planes, stride, f"{name}_shortcut")
         h = self.bn(x, f"{name}_bn1")

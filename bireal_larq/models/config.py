@@ -1,9 +1,9 @@
 """The one configuration of every Bi-Real Net and every architectural trick.
 
 Sources are cited per field:
-  [BR]   Liu et al., "Bi-Real Net", ECCV 2018 / IJCV 2020 (seed 000) and the authors' code
+  [BR]   Liu et al., "Bi-Real Net", ECCV 2018 / IJCV 2020, and the authors' code
          ``liuzechun/Bi-Real-net``.
-  [T#n]  trick n of the BNN training-tricks catalogue (seed 002).
+  [Tricks #n]  item n of Training-Tricks-for-Binarized-Neural-Networks (HolmesShuan, 2019).
   [ZOO]  ``larq_zoo.literature.BiRealNet``.
   [RA]   Liu et al., "ReActNet", ECCV 2020.
   [LCE]  Larq Compute Engine documentation.
@@ -48,19 +48,20 @@ class BiRealConfig:
     # --- topology -------------------------------------------------------------------------
     depth: int = 18  # [BR] 18/34: one binary 3x3 conv per block; 50: bottleneck (IJCV)
     base_filters: int = 64  # [BR] stage widths base*(1,2,4,8) (x4 for the bottleneck output)
-    width_multiplier: float = 1.0  # [T#15] double/treble channel number
-    groups: int = 1  # [T#15] grouped binary 3x3 convs to keep the BOPs of wider nets down
+    width_multiplier: float = 1.0  # [Tricks #15] double/treble channel number
+    groups: int = 1  # [Tricks #15] grouped binary 3x3 convs to keep the BOPs of wider nets down
     stem: str = "imagenet"  # [BR] 7x7/2 conv+BN+max-pool; "small": 3x3/1 conv+BN for 28-32 px
-    stem_order: str = "conv_bn_pool"  # [T#11] "conv_pool_bn": reordered pooling block
-    stem_activation: str = "none"  # [BR] none; [T#11] writes Conv+Pool+BN+ReLU ("relu")
+    stem_order: str = "conv_bn_pool"  # [Tricks #11] "conv_pool_bn": reordered pooling block
+    stem_activation: str = "none"  # [BR] none; [Tricks #11] writes Conv+Pool+BN+ReLU ("relu")
     layout: str = "bireal"  # [BR] sign->bconv->BN->add;
-    # [T#1] "catalogue": BN->sign->bconv->add->act
-    double_skip: bool = True  # [BR]/[T#3] a shortcut around every binary conv; False: ResNet's
-    # two convs per shortcut (the 2-layer-per-block baseline of the Bi-Real paper)
-    shortcut: str = "bireal"  # [BR] AvgPool->1x1->BN (= [T#4] v2); [T#4] "v1" 1x1->BN->AvgPool,
-    # "v3" 1x1->BN->AvgPool 3x3/2
-    channel_attention: bool = False  # [T#13] bconv output *= SE(real-valued input)
-    se_reduction: int = 16  # [T#13] squeeze ratio of the SE module (SE-Net default)
+    # [Tricks #1] "catalogue": BN->sign->bconv->add->act
+    # [BR]/[Tricks #3] a shortcut around every binary conv; False: ResNet's two convs per
+    # shortcut (the 2-layer-per-block baseline of the Bi-Real paper)
+    double_skip: bool = True
+    shortcut: str = "bireal"  # [BR] AvgPool->1x1->BN (= [Tricks #4] v2); [Tricks #4] "v1"
+    # 1x1->BN->AvgPool, "v3" 1x1->BN->AvgPool 3x3/2
+    channel_attention: bool = False  # [Tricks #13] bconv output *= SE(real-valued input)
+    se_reduction: int = 16  # [Tricks #13] squeeze ratio of the SE module (SE-Net default)
 
     # --- binarization ---------------------------------------------------------------------
     input_quantizer: str | None = "approx_sign"  # [BR] sign fwd, ApproxSign grad; None: real
@@ -74,19 +75,19 @@ class BiRealConfig:
     real_activation: str = "relu"  # [BR] Caffe pre-training: relu -> leaky_clip -> clip, used
     # where the sign would be when input_quantizer is None
     rsign: bool = False  # [RA] learnable per-channel threshold before every sign
-    activation: str = "none"  # after every shortcut add: [BR] none, [T#2] prelu, [RA] rprelu
+    activation: str = "none"  # after every shortcut add: [BR] none, [Tricks #2] prelu, [RA] rprelu
     binary_first_layer: bool = False  # [BR] the first conv stays real-valued
     binary_last_layer: bool = False  # [BR] the classifier stays real-valued
 
     # --- normalisation and numerics -------------------------------------------------------
-    bn_momentum: float = 0.8  # Keras sense (= PyTorch 0.2, [T#10]); PyTorch default 0.1 = 0.9
+    bn_momentum: float = 0.8  # Keras sense (= PyTorch 0.2, [Tricks #10]); PyTorch default 0.1 = 0.9
     bn_epsilon: float = 1e-3  # Keras default; the PyTorch models use 1e-5
     padding_alignment: str = "tf"  # "torch": symmetric padding of strided layers, as in the
     # authors' PyTorch code (needed to run their weights exactly)
     kernel_initializer: str = "glorot_normal"  # [ZOO]
 
     def __post_init__(self):
-        # [T#4] v2 is AvgPool->1x1->BN, the very layers of Bi-Real's own shortcut.
+        # [Tricks #4] v2 is AvgPool->1x1->BN, the very layers of Bi-Real's own shortcut.
         if self.shortcut == "v2":
             object.__setattr__(self, "shortcut", "bireal")
         if isinstance(self.width_multiplier, int) and not isinstance(self.width_multiplier, bool):

@@ -3,7 +3,8 @@
 PyTorch checkpoints of ``liuzechun/Bi-Real-net`` (``pytorch_implementation/``) come as a bare
 ``state_dict`` or as the dict ``train.py`` saves (``epoch``, ``state_dict``, ``best_top1_acc``,
 ``optimizer``), with or without the ``module.`` prefix of ``nn.DataParallel``. The porting
-traps handled here (REFERENCE section 2):
+traps handled here (from the authors' ``pytorch_implementation/*/birealnet.py`` and ``train.py``
+and the PyTorch and Keras layer definitions):
 
 * 18/34 store each binary kernel flattened, ``binary_conv.weights`` of shape (out*in*3*3, 1);
   50 stores ``conv*.weight`` as (out, in, kh, kw). Keras kernels are (kh, kw, in, out).

@@ -17,7 +17,9 @@ _PACKAGE = "bireal_larq"
 
 @tf.keras.utils.register_keras_serializable(package=_PACKAGE)
 def leaky_clip(x: tf.Tensor) -> tf.Tensor:
-    """Identity on [-1, 1], slope 0.1 outside (Bi-Real Caffe pre-training step 2, seed 002 #16).
+    """Identity on [-1, 1], slope 0.1 outside (Bi-Real Net's Caffe pre-training step 2).
+
+    The same function is item 16 of Training-Tricks-for-Binarized-Neural-Networks.
 
     Continuous at +-1: ``0.1 * x + 0.9`` above 1 and ``0.1 * x - 0.9`` below -1.
     """

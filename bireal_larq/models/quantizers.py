@@ -80,8 +80,9 @@ def magnitude_aware_sign(
 
     With ``scale_gradient`` the gradient is larq's: ``dy * mean(|W|)`` inside the clip window.
     Without, it is the authors' PyTorch ``HardBinaryConv``'s: ``dy`` passed through
-    ``clamp(W, -1, 1)``, unscaled. Adam (the catalogue and PyTorch recipes) is nearly blind to
-    that per-channel constant; an SGD recipe takes steps smaller by mean(|W|) with larq's.
+    ``clamp(W, -1, 1)``, unscaled. Adam (the Training-Tricks-for-BNNs and PyTorch recipes) is
+    nearly blind to that per-channel constant; an SGD recipe takes steps smaller by mean(|W|)
+    with larq's.
     """
     w = tf.convert_to_tensor(w)
     # The scale as larq computes it (a small reduction; TF's summation order kept).

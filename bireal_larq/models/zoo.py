@@ -34,17 +34,17 @@ _VARIANTS: dict[str, tuple[str, dict, str]] = {
     "birealnet34_lce": ("LCE recommendation: pad_values=1", dict(depth=34, pad_values=1.0), ""),
     "birealnet50_lce": ("LCE recommendation: pad_values=1", dict(depth=50, pad_values=1.0), ""),
     "birealnet18_prelu": (
-        "seed 002 trick 2 (PReLU after every shortcut add)",
+        "Training-Tricks-for-BNNs item 2: PReLU after every shortcut add",
         dict(depth=18, activation="prelu"),
         "Bi-Real Net 18 with PReLU after each add",
     ),
     "birealnet18_tricks": (
-        "seed 002 tricks 1, 2, 4: BN->sign->bconv->add->PReLU, downsampling v1",
+        "Training-Tricks-for-BNNs items 1, 2, 4: BN->sign->bconv->add->PReLU, downsampling v1",
         dict(depth=18, layout="catalogue", activation="prelu", shortcut="v1"),
         "the catalogue's recommended basic block",
     ),
     "birealnet50_tricks": (
-        "seed 002 trick 1: the catalogue's binary bottleneck with its real-valued branch",
+        "Training-Tricks-for-BNNs item 1: binary bottleneck with a real-valued branch",
         dict(depth=50, layout="catalogue", activation="prelu", shortcut="v1"),
         "the catalogue's bottleneck",
     ),
@@ -54,12 +54,12 @@ _VARIANTS: dict[str, tuple[str, dict, str]] = {
         "learnable sign thresholds and RPReLU",
     ),
     "birealnet18_se": (
-        "seed 002 trick 13: channel attention from the real-valued input",
+        "Training-Tricks-for-BNNs item 13: channel attention from the real-valued input",
         dict(depth=18, channel_attention=True),
         "SE-gated binary convs",
     ),
     "birealnet18_wide": (
-        "seed 002 trick 15: double channels, grouped (4) binary 3x3 convs",
+        "Training-Tricks-for-BNNs item 15: double channels, grouped (4) binary 3x3 convs",
         dict(depth=18, width_multiplier=2.0, groups=4),
         "double width with the binary ops of the base model",
     ),

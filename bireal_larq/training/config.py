@@ -10,9 +10,11 @@ Every dataclass validates itself on construction; an invalid value raises ``Valu
 naming the field and the valid values.
 
 Sources:
-  [BR]   Bi-Real Net (seed 000) and the authors' PyTorch code.
-  [T#n]  trick n of the BNN training-tricks catalogue (seed 002).
-  [ZOO]  larq-zoo ``TrainBiRealNet``.
+  [BR]         Bi-Real Net (Liu et al., ECCV 2018 / IJCV 2020) and the authors' PyTorch code
+               (``liuzechun/Bi-Real-net``, README "Pytorch Implementation").
+  [Tricks #n]  item n of Training-Tricks-for-Binarized-Neural-Networks (HolmesShuan, 2019).
+  [ZOO]        larq-zoo ``TrainBiRealNet`` (``larq_zoo/training/basic_experiments.py``).
+Full references: docs/references.md.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class OptimizerConfig:
     ``learning_rate * batch_size / reference_batch_size`` (linear scaling, [BR] README).
     """
 
-    name: str = "adam"  # [T#7] Adam with default betas; "sgd" (momentum); "bop" [larq]
+    name: str = "adam"  # [Tricks #7] Adam with default betas; "sgd" (momentum); "bop" [larq]
     learning_rate: float = 1e-3
     reference_batch_size: int = 256
     momentum: float = 0.9  # SGD only
@@ -61,7 +63,7 @@ class OptimizerConfig:
     # Bop flips binary (latent) weights; the other variables use Adam with ``learning_rate``.
     bop_threshold: float = 1e-8
     bop_gamma: float = 1e-4
-    gradient_centralization: bool = False  # [T#17] subtract the per-filter gradient mean
+    gradient_centralization: bool = False  # [Tricks #17] subtract the per-filter gradient mean
 
     def __post_init__(self):
         owner = "OptimizerConfig"
@@ -86,7 +88,8 @@ class ScheduleConfig:
     ``kind``: "constant"; "linear" decays to 0 at the end of the stage; "steps" multiplies by
     ``factors[i]`` at ``boundaries[i]`` (a single factor applies at every boundary); "cosine"
     decays to 0 at the end of the stage. A warm-up of ``warmup_epochs`` runs first at
-    ``warmup_factor`` times the rate ("constant", [T#8] one-stage) or ramps up to it ("linear").
+    ``warmup_factor`` times the rate ("constant", [Tricks #8] one-stage) or ramps up to it
+    ("linear").
     ``per_epoch`` steps the rate once per epoch as PyTorch's ``LambdaLR`` does ([BR]).
     """
 
@@ -171,18 +174,18 @@ class LossConfig:
 
     ``ce_weight * CE(smoothed targets) + kd_weight * T^2 KL(teacher_T || student_T)
     + feature_weight * sum_stages ||f_t/|f_t| - f_s/|f_s|||^2 + center_weight * center``.
-    With a ``refinery`` the targets are the refinery model's predictions ([T#12] label
+    With a ``refinery`` the targets are the refinery model's predictions ([Tricks #12] label
     refinery); chaining stages with ``TeacherConfig("previous")`` repeats it for generations.
     """
 
-    label_smoothing: float = 0.0  # [T#14] 0.1 (~+0.5 %)
+    label_smoothing: float = 0.0  # [Tricks #14] 0.1 (~+0.5 %)
     ce_weight: float = 1.0
-    teacher: TeacherConfig | None = None  # [T#12] knowledge distillation
+    teacher: TeacherConfig | None = None  # [Tricks #12] knowledge distillation
     kd_weight: float = 0.0  # KL on temperature-softened logits
     temperature: float = 1.0
     feature_weight: float = 0.0  # L2-normalised feature maps at the stage outputs
-    refinery: TeacherConfig | None = None  # [T#12] label refinery
-    center_weight: float = 0.0  # [T#14] center loss (stage 2)
+    refinery: TeacherConfig | None = None  # [Tricks #12] label refinery
+    center_weight: float = 0.0  # [Tricks #14] center loss (stage 2)
     center_alpha: float = 0.5  # how fast the class centers follow the features
 
     def __post_init__(self):
@@ -213,7 +216,7 @@ class StageConfig:
 
     The stage's network is the run's model with ``model_overrides`` applied; ``real_valued``
     builds its real-valued twin (``twin_activation`` where each sign was). Binary activations
-    with real weights ([T#5] stage 1) are ``model_overrides={"kernel_quantizer": None}``.
+    with real weights ([Tricks #5] stage 1) are ``model_overrides={"kernel_quantizer": None}``.
     ``trainable="batchnorm"`` freezes everything but BatchNorm ([BR] Caffe final step).
     """
 
@@ -221,10 +224,10 @@ class StageConfig:
     epochs: int
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    # [T#6] coupled L2 (PyTorch's ``weight_decay``) on the variables of ``weight_decay_scope``:
-    # "kernels", conv/dense kernels only (not BN, not biases); "all", every trainable variable,
-    # as the catalogue's code (Adam(model.parameters(), weight_decay=...)). Bop's binary
-    # kernels are never decayed.
+    # [Tricks #6] coupled L2 (PyTorch's ``weight_decay``) on the variables of
+    # ``weight_decay_scope``: "kernels", conv/dense kernels only (not BN, not biases); "all",
+    # every trainable variable, as the code of Training-Tricks-for-BNNs does
+    # (Adam(model.parameters(), weight_decay=...)). Bop's binary kernels are never decayed.
     weight_decay: float = 0.0
     weight_decay_scope: str = "kernels"
     loss: LossConfig = field(default_factory=LossConfig)

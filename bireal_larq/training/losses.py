@@ -3,6 +3,8 @@
 Every function takes (possibly soft) target distributions, so mixup / cutmix labels, label
 smoothing and refinery targets compose freely. Reductions over the batch happen in the
 training model, which knows the global batch size under a distribution strategy.
+
+[Tricks #n] is item n of Training-Tricks-for-Binarized-Neural-Networks (HolmesShuan, 2019).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import tensorflow as tf
 
 
 def smooth_labels(targets: tf.Tensor, smoothing: float) -> tf.Tensor:
-    """[T#14] ``(1 - eps) * y + eps / K`` (the catalogue's CrossEntropyLabelSmooth)."""
+    """[Tricks #14] ``(1 - eps) * y + eps / K`` (CrossEntropyLabelSmooth of the tricks' code)."""
     if not smoothing:
         return targets
     num_classes = tf.cast(tf.shape(targets)[-1], targets.dtype)
@@ -26,14 +28,14 @@ def cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 def distillation_kl(
     teacher_logits: tf.Tensor, student_logits: tf.Tensor, temperature: float
 ) -> tf.Tensor:
-    """[T#12] Per-example ``T^2 KL(softmax(t/T) || softmax(s/T))`` (Hinton et al. scaling)."""
+    """[Tricks #12] Per-example ``T^2 KL(softmax(t/T) || softmax(s/T))`` (Hinton et al. scaling)."""
     t = tf.nn.log_softmax(teacher_logits / temperature, axis=-1)
     s = tf.nn.log_softmax(student_logits / temperature, axis=-1)
     return temperature**2 * tf.reduce_sum(tf.exp(t) * (t - s), axis=-1)
 
 
 def feature_matching(teacher_features, student_features) -> tf.Tensor:
-    """[T#12] Per-example ``sum_i || F_t/|F_t|_2 - F_s/|F_s|_2 ||_2^2`` over feature maps."""
+    """[Tricks #12] Per-example ``sum_i || F_t/|F_t|_2 - F_s/|F_s|_2 ||_2^2`` over feature maps."""
     total = 0.0
     for t, s in zip(teacher_features, student_features):
         if t.shape[1:] != s.shape[1:]:
@@ -49,7 +51,7 @@ def feature_matching(teacher_features, student_features) -> tf.Tensor:
 
 
 def center_loss(features: tf.Tensor, targets: tf.Tensor, centers: tf.Tensor) -> tf.Tensor:
-    """[T#14] Per-example ``0.5 ||f - c_y||^2``, the center of soft targets being their mix."""
+    """[Tricks #14] Per-example ``0.5 ||f - c_y||^2``; soft targets' center is their mix."""
     target_centers = tf.matmul(targets, centers)
     return 0.5 * tf.reduce_sum(tf.square(features - target_centers), axis=-1)
 

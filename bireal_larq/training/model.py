@@ -10,6 +10,8 @@ and gradient centralization, and handles loss scaling under mixed precision. In 
     trainer.fit(train_ds, validation_data=val_ds, epochs=...)
 
 The weights that matter live in ``trainer.student`` (the model passed in).
+
+[Tricks #n] is item n of Training-Tricks-for-Binarized-Neural-Networks (HolmesShuan, 2019).
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ class RecipeModel(tf.keras.Model):
 
     def _targets(self, x, y):
         if self.refinery is not None:
-            # [T#12] label refinery: the earlier model's predictions are the targets.
+            # [Tricks #12] label refinery: the previous generation's predictions are the targets.
             y = tf.stop_gradient(tf.cast(self.refinery(x, training=False), tf.float32))
         return y
 

@@ -2,6 +2,8 @@
 
 Keras' legacy optimizers are used throughout because larq's ``Bop`` and ``CaseOptimizer``
 are built on them (and mixing the two optimizer families in one model is not possible).
+
+[Tricks #n] is item n of Training-Tricks-for-Binarized-Neural-Networks (HolmesShuan, 2019).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def decayed_variables(
 
 
 def centralize(gradient: tf.Tensor, variable: tf.Variable) -> tf.Tensor:
-    """[T#17] Gradient centralization: remove the mean over each output unit's fan-in.
+    """[Tricks #17] Gradient centralization: remove the mean over each output unit's fan-in.
 
     Applies to kernels (rank > 1); biases and BN parameters are left alone.
     """
