@@ -25,7 +25,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 NOTEBOOK_VENV := .venv-notebook
 NOTEBOOK_LOCK := locks/notebook.txt
 
-.PHONY: demo test smoke smoke-notebook lint venv fashion-mnist clean
+.PHONY: demo test smoke faults smoke-notebook lint venv fashion-mnist clean
 
 venv: $(VENV)/.installed
 
@@ -62,6 +62,11 @@ test: venv fashion-mnist
 # A few minutes: build, fit, kill and resume, export and verify, weights, the notebook.
 smoke: venv fashion-mnist
 	$(PY) -m pytest -n 2 --dist loadgroup -q -m "smoke and not slow"
+
+# The whole fault-injection suite, slow cases included (about half an hour on 2 cores), and its
+# table in results/faults.md (docs/faults.md).
+faults: venv fashion-mnist
+	$(PY) scripts/fault_report.py --output=results/faults.md
 
 $(NOTEBOOK_VENV)/.installed: setup.py $(NOTEBOOK_LOCK)
 	@python="$(PYTHON)"; \
