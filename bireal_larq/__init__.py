@@ -3,6 +3,8 @@
 import os as _os
 import sys as _sys
 
+from bireal_larq import console as _console
+
 # TensorFlow's default CPU allocator hands large freed buffers back to the OS, so every decoded
 # and resized image of the input pipeline pays its page faults again; TF's BFC allocator keeps a
 # pool instead (benchmarks/input_pipeline.py: about 20 % less CPU time per training image, the
@@ -18,9 +20,11 @@ _os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 _CLI = None
 if _sys.argv[:1] == ["-m"]:
     _CLI = next((a for a in _sys.orig_argv if a.startswith("bireal_larq.")), None)
-if _CLI is not None:
+_QUIET_CLI = _CLI is not None and not _console.verbose_requested(_sys.orig_argv)
+if _QUIET_CLI:
     # TensorFlow's C++ warnings (among them a second copy of every input-pipeline error, with a
     # Python traceback) stay out of the commands' output; the commands print their own errors.
+    # --verbose brings them back (see bireal_larq.console).
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Keras 2 (tf-keras) must be chosen before TensorFlow first loads tf.keras; a clear ImportError
@@ -28,9 +32,20 @@ if _CLI is not None:
 # `python -m bireal_larq.doctor` skips both: it reports a broken stack instead of failing here,
 # and runs the same check itself.
 if _CLI != "bireal_larq.doctor":
+    import contextlib as _contextlib
+
     from bireal_larq.stack import select_keras2 as _select_keras2
 
-    _select_keras2()
+    # A command holds back the native libraries' start-up lines (see bireal_larq.console).
+    with _console.held_native_logs() if _QUIET_CLI else _contextlib.nullcontext():
+        _select_keras2()
+        import larq as _larq  # noqa: F401 - loads tf.keras: its start-up lines are held too
+
+        if _CLI is not None:  # finds the devices (CUDA's start-up lines) inside the hold; no
+            # runtime is initialised, so a distribution strategy can still be set up afterwards
+            import tensorflow as _tf
+
+            _tf.config.list_physical_devices()
 
     from bireal_larq.models import (
         CUSTOM_OBJECTS,

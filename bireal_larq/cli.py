@@ -16,6 +16,8 @@ from typing import NoReturn
 
 from absl import app, flags
 
+from bireal_larq import console
+
 _HELP = ("--help", "-h", "-help", "--helpfull", "--helpshort")
 
 
@@ -28,6 +30,12 @@ def parser_for(
     boolean flag as true and leaves a value written after it (``--overwrite false``) as an
     argument, which would otherwise be dropped while the flag meant the opposite.
     """
+
+    if "verbose" not in flag_values:
+        flags.DEFINE_bool(
+            "verbose", False, "Also print TensorFlow's, TFDS's and the converter's own logs.",
+            flag_values=flag_values,
+        )
 
     def parse(argv: list[str]) -> list[str]:
         if any(arg in _HELP for arg in argv[1:]):
@@ -50,6 +58,7 @@ def parser_for(
             sys.exit(1)
         return rest
 
+    parse.flag_values = flag_values  # for run(): --verbose
     return parse
 
 
@@ -82,6 +91,10 @@ def run(main: Callable[[list[str]], int | None], parser: Callable[[list[str]], l
     """
 
     def guarded(argv: list[str]) -> int | None:
+        flag_values = getattr(parser, "flag_values", None)
+        if not (flag_values is not None and "verbose" in flag_values and flag_values.verbose):
+            console.quiet = True
+            console.quiet_python_logs()
         try:
             return main(argv)
         except Failure as err:

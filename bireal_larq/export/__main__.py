@@ -15,7 +15,7 @@ import json
 
 from absl import app, flags
 
-from bireal_larq import cli
+from bireal_larq import cli, console
 from bireal_larq.cli import fail, parser_for
 from bireal_larq.data import CorruptImageError
 from bireal_larq.stack import LceUnavailableError, import_lce
@@ -80,20 +80,21 @@ def main(argv: list[str]) -> int:
             input_shape=_input_shape(),
             num_classes=FLAGS.num_classes,
         )
-        report = export_model(
-            model,
-            FLAGS.output,
-            model_name=metadata.pop("model"),
-            target=FLAGS.target,
-            int8=FLAGS.int8,
-            allow_float_fallback=FLAGS.allow_float_fallback,
-            verify_dataset=FLAGS.verify_dataset,
-            verify_samples=FLAGS.verify_samples,
-            data_dir=FLAGS.data_dir,
-            # The report's dataset is what the model was trained on (the inference API
-            # preprocesses and names classes by it); verification may use another.
-            metadata={**metadata, "dataset": metadata.get("dataset") or FLAGS.verify_dataset},
-        )
+        with console.held_if_quiet():  # the converter's and XLA's native logs
+            report = export_model(
+                model,
+                FLAGS.output,
+                model_name=metadata.pop("model"),
+                target=FLAGS.target,
+                int8=FLAGS.int8,
+                allow_float_fallback=FLAGS.allow_float_fallback,
+                verify_dataset=FLAGS.verify_dataset,
+                verify_samples=FLAGS.verify_samples,
+                data_dir=FLAGS.data_dir,
+                # The report's dataset is what the model was trained on (the inference API
+                # preprocesses and names classes by it); verification may use another.
+                metadata={**metadata, "dataset": metadata.get("dataset") or FLAGS.verify_dataset},
+            )
     except CorruptImageError as e:  # a verification image: the file and the remedy
         fail(4, f"export failed: {e}")
     except WriteError as e:  # the flatbuffer or its report: the previous files are kept

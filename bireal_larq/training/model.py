@@ -147,6 +147,9 @@ class RecipeModel(tf.keras.Model):
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
         self.top1 = tf.keras.metrics.CategoricalAccuracy(name="top1")
         self.top5 = tf.keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")
+        # Every weight lives in the wrapped models, which are built: nothing is left for a
+        # first call to create (Keras's BackupAndRestore asks for a built model).
+        self.built = True
 
     @property
     def metrics(self):
