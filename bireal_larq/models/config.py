@@ -103,10 +103,6 @@ class BiRealConfig:
     def stage_repeats(self) -> tuple[int, ...]:
         return DEPTHS[self.depth][1]
 
-    @property
-    def is_binary(self) -> bool:
-        return self.input_quantizer is not None or self.kernel_quantizer is not None
-
     def stage_filters(self) -> list[int]:
         """Output channels of each stage (block output; the bottleneck's is 4x its mid width)."""
         expansion = 4 if self.block == "bottleneck" else 1

@@ -13,17 +13,12 @@ from typing import Any
 
 import tensorflow as tf
 
+from bireal_larq.data import get_dataset
 from bireal_larq.training.config import StageConfig, TrainConfig
 
 DatasetFn = Callable[..., tuple[tf.data.Dataset, int]]
 
 
-def default_dataset_fn() -> DatasetFn:
-    from bireal_larq import data
-
-    if not hasattr(data, "get_dataset"):
-        raise ImportError("bireal_larq.data.get_dataset is not available in this checkout")
-    return data.get_dataset
 
 
 def dataset_info(config: TrainConfig):
@@ -104,7 +99,7 @@ def train_examples(
             images), or ``batch_size`` exceeds the training examples.
         FileNotFoundError: the dataset's files are missing (the message says where they go).
     """
-    _, examples = _train_split(config, stage, dataset_fn or default_dataset_fn())
+    _, examples = _train_split(config, stage, dataset_fn or get_dataset)
     if examples // config.batch_size < 1:
         raise ValueError(
             f"batch_size={config.batch_size} is larger than the {examples} training "
@@ -130,12 +125,12 @@ def stage_data(
         skip_batches: training batches already consumed (resuming from a backup).
         dataset_fn: ``get_dataset``-compatible function (default: bireal_larq.data's).
     """
-    get_dataset = dataset_fn or default_dataset_fn()
+    read = dataset_fn or get_dataset
     kwargs = _kwargs(config)
     eval_batch = config.eval_batch_size or config.batch_size
 
     def train_fn(context=None):
-        ds, _ = _train_split(config, stage, get_dataset, context)
+        ds, _ = _train_split(config, stage, read, context)
         # A fixed seed gives a fixed sequence of epoch orders; skipping the consumed
         # batches puts a resumed run exactly where the interrupted one stopped.
         ds = ds.repeat()
@@ -146,7 +141,7 @@ def stage_data(
 
     def val_fn(context=None):
         # The stage's recipe also fixes the evaluation resize ratio (trick 18).
-        ds, _ = get_dataset(
+        ds, _ = read(
             config.dataset,
             "test",
             batch_size=eval_batch,
@@ -158,7 +153,7 @@ def stage_data(
         )
         return ds
 
-    examples = train_examples(config, stage, get_dataset)
+    examples = train_examples(config, stage, read)
     steps = examples // config.batch_size
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)

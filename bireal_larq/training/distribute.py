@@ -107,7 +107,7 @@ def check_batch_size(strategy: tf.distribute.Strategy, batch_size: int) -> int:
     """
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
-        valid = [replicas * k for k in (1, 2, 4, 8) if replicas * k >= 1]
+        valid = [replicas * k for k in (1, 2, 4, 8)]
         raise ValueError(
             f"batch_size={batch_size} is not divisible by the {replicas} replicas of "
             f"{type(strategy).__name__}; valid: a multiple of {replicas} (e.g. {valid})"
