@@ -56,6 +56,7 @@ if _CLI != "bireal_larq.doctor":
         load_weights,
         real_valued_twin,
         register_model,
+        save_weights,
         transfer_weights,
     )
 
@@ -70,5 +71,6 @@ __all__ = [
     "load_weights",
     "real_valued_twin",
     "register_model",
+    "save_weights",
     "transfer_weights",
 ]

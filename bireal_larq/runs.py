@@ -6,10 +6,11 @@ A run directory ``DIR`` written by ``bireal_larq.train`` holds at least:
   (registry name), ``model_overrides`` (BiRealConfig fields), ``input_shape``,
   ``num_classes``, ``dataset`` and the last stage's ``augment`` (its ``eval_resize_ratio``);
   training adds its own keys.
-* ``DIR/model.weights.h5``: the final float32 weights in the by-name HDF5 layout of
-  ``save_weights("x.h5")`` (note: Keras 2.15 writes a position-based format when the name
-  passed to ``save_weights`` ends in ``.weights.h5``, so training saves through a ``.h5``
-  temporary name), loadable by ``create_model(model, weights=...)``.
+* ``DIR/model.weights.h5``: the final float32 weights, written by
+  :func:`bireal_larq.models.save_weights` (Keras's by-name HDF5 layout plus the model's
+  ``bireal_config``), loadable by ``create_model(model, weights=...)``.
+* ``DIR/stages/NN_<stage>/``: a stage's ``stage.weights.h5`` and its epoch checkpoints
+  ``checkpoints/epoch_NNN.weights.h5``, in the same format, for that stage's model.
 
 Keeping the reading side here (the bottom floor) means export and evaluation rebuild models
 the same way, and never from a second description of the architecture.
@@ -78,6 +79,11 @@ def write_run_config(run_dir: str, config: dict[str, Any]) -> str:
 def find_run(checkpoint: str) -> tuple[str, str, str | None]:
     """(run directory, weights file, stage name or None) of a run dir or a weights file in one.
 
+    The run directory is the nearest directory above ``checkpoint`` that holds ``config.json``.
+    The stage is named only for a file under ``RUN/stages/NN_<stage>/`` (its stage weights or
+    an epoch checkpoint); any other file of the run (``RUN/model.weights.h5``, ...) is the
+    final model's, whatever its directories are called.
+
     Raises:
         FileNotFoundError: no run directory (``config.json``) contains ``checkpoint``.
     """
@@ -86,12 +92,13 @@ def find_run(checkpoint: str) -> tuple[str, str, str | None]:
         return checkpoint, os.path.join(checkpoint, FINAL_WEIGHTS), None
     if not os.path.exists(checkpoint):
         raise FileNotFoundError(f"Checkpoint {checkpoint!r} does not exist")
-    directory, stage = os.path.dirname(checkpoint), None
+    directory = os.path.dirname(checkpoint)
     while directory != os.path.dirname(directory):
-        match = _STAGE_DIR.match(os.path.basename(directory))
-        if match and stage is None:
-            stage = match.group(1)
         if os.path.exists(os.path.join(directory, RUN_CONFIG)):
+            parts = os.path.relpath(checkpoint, directory).split(os.sep)
+            stage = None
+            if len(parts) > 2 and parts[0] == "stages" and (m := _STAGE_DIR.match(parts[1])):
+                stage = m.group(1)
             return directory, checkpoint, stage
         directory = os.path.dirname(directory)
     raise FileNotFoundError(

@@ -23,8 +23,7 @@ from test_train_support import (
     write_experiment,
 )
 
-from bireal_larq.models import create_model
-from bireal_larq.training import load_weights
+from bireal_larq.models import create_model, load_weights
 from bireal_larq.training.callbacks import latest_checkpoint
 
 pytestmark = processes

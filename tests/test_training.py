@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bireal_larq.models import create_model
+from bireal_larq.models import create_model, load_weights, save_weights
 from bireal_larq.training import (
     LossConfig,
     OptimizerConfig,
@@ -28,7 +28,6 @@ from bireal_larq.training import (
     get_experiment,
     get_strategy,
     list_experiments,
-    load_weights,
     losses,
     run_training,
 )
@@ -283,8 +282,6 @@ def test_mixed_precision_and_xla_train_and_save_float32_weights(tmp_path):
         assert student.get_layer("stage1_block1_conv").compute_dtype == "float32"
         assert student.get_layer("stage1_block1_bn").compute_dtype == "bfloat16"
         path = str(tmp_path / "w.weights.h5")
-        from bireal_larq.training import save_weights
-
         save_weights(student, path)
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")

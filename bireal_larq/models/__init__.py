@@ -1,4 +1,4 @@
-"""The Bi-Real Net model zoo: registry, trick config, layers, the builder, weight loading."""
+"""The Bi-Real Net model zoo: registry, trick config, layers, the builder, weight files."""
 
 from bireal_larq.models import zoo as _zoo  # noqa: F401  (registers the named variants)
 from bireal_larq.models.builder import build_model

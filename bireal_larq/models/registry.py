@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from bireal_larq.models.builder import build_model
 from bireal_larq.models.config import BiRealConfig, field_names, real_valued_twin
+from bireal_larq.models.weights import load_weights
 
 
 @dataclass(frozen=True)
@@ -109,14 +110,18 @@ def create_model(
         name: a name from :func:`list_models`.
         input_shape, input_tensor, include_top, num_classes: as in Keras Applications.
         weights: ``None`` (random initialisation) or a path to weights saved from this package
-            or larq-zoo (``.h5``), or a TF checkpoint prefix.
+            or larq-zoo (``.h5``), or a TF checkpoint prefix, loaded by
+            :func:`bireal_larq.models.load_weights` (which checks the architecture a file
+            records against this model's).
         real_valued: build the real-valued twin (same layer names, no quantizers).
         twin_activation: the twin's activation where each sign was ("relu", "leaky_clip",
             "clip", "identity").
         **overrides: fields of :class:`BiRealConfig` to change.
 
     Raises:
-        ValueError: unknown name or field, or an invalid value (naming the valid ones).
+        ValueError: unknown name or field, or an invalid value (naming the valid ones), or a
+            ``weights`` file that does not fit the model (see ``load_weights``).
+        FileNotFoundError: ``weights`` does not exist.
     """
     config = get_model_config(name, **overrides)
     for flag, value in (("real_valued", real_valued), ("include_top", include_top)):
@@ -135,8 +140,6 @@ def create_model(
     )
     model.bireal_config = config
     if weights is not None:
-        from bireal_larq.models.weights import load_weights
-
         load_weights(model, weights)
     return model
 

@@ -1,6 +1,10 @@
-"""Training: recipes as frozen configs, losses, optimizers and schedules, the fit loop."""
+"""Training: recipes as frozen configs, losses, optimizers and schedules, the fit loop.
 
-from bireal_larq.training.callbacks import NonFiniteLossError, load_weights, save_weights
+Weight files are read and written by :mod:`bireal_larq.models` (``load_weights``,
+``save_weights``).
+"""
+
+from bireal_larq.training.callbacks import NonFiniteLossError
 from bireal_larq.training.config import (
     LossConfig,
     OptimizerConfig,
@@ -38,8 +42,6 @@ __all__ = [
     "get_experiment",
     "get_strategy",
     "list_experiments",
-    "load_weights",
     "resolve_run_config",
     "run_training",
-    "save_weights",
 ]

@@ -1,4 +1,5 @@
-"""Weight files, callbacks and the artefacts every run writes (history plot, throughput)."""
+"""Callbacks (checkpoints, resume points, progress, throughput) and the artefacts every run
+writes (history plot)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import re
 import sys
 import time
 
-import h5py
 import numpy as np
 import tensorflow as tf
 
-from bireal_larq.models import weights as models_weights
+from bireal_larq.models.weights import save_weights
 
 
 class NonFiniteLossError(RuntimeError):
@@ -20,37 +20,11 @@ class NonFiniteLossError(RuntimeError):
 
 
 def assert_finite(model: tf.keras.Model) -> None:
-    """Raises :class:`NonFiniteLossError` when any weight of ``model`` is NaN or infinite."""
+    """Raises :class:`NonFiniteLossError` when any weight of ``model`` is NaN or infinite;
+    training calls it before every weights file and resume point it writes."""
     bad = [w.name for w in model.weights if not np.all(np.isfinite(w.numpy()))]
     if bad:
         raise NonFiniteLossError(f"Refusing to save non-finite weights ({bad[:5]} ...)")
-
-
-def save_weights(model: tf.keras.Model, path: str) -> str:
-    """:func:`bireal_larq.models.save_weights` (by-name HDF5, atomic) of finite weights only,
-    so a twin or a float32 rebuild loads it by name."""
-    assert_finite(model)
-    return models_weights.save_weights(model, path)
-
-
-def load_weights(model: tf.keras.Model, path: str) -> None:
-    """Loads a file written by :func:`save_weights` into ``model``, matching layer names.
-
-    Raises:
-        ValueError: a weight-carrying layer of ``model`` is missing from the file.
-    """
-    from bireal_larq.stack import hdf5_format as _hdf5_format  # by-name legacy layout
-
-    hdf5_format = _hdf5_format()
-
-    with h5py.File(path, "r") as f:
-        stored = {n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]}
-        missing = [
-            layer.name for layer in model.layers if layer.weights and layer.name not in stored
-        ]
-        if missing:
-            raise ValueError(f"{path} has no weights for layers {missing[:10]}")
-        hdf5_format.load_weights_from_hdf5_group_by_name(f, model)
 
 
 class FailOnNonFinite(tf.keras.callbacks.Callback):
@@ -102,6 +76,7 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
         self.keep = keep
 
     def on_epoch_end(self, epoch, logs=None):
+        assert_finite(self.student)
         save_weights(
             self.student, os.path.join(self.directory, f"epoch_{epoch + 1:03d}.weights.h5")
         )

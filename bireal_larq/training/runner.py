@@ -30,7 +30,12 @@ from typing import Any
 import tensorflow as tf
 
 from bireal_larq.data import corrupt_image_errors
-from bireal_larq.models import create_model, get_model_config
+from bireal_larq.models import (
+    create_model,
+    get_model_config,
+    save_weights,
+    transfer_weights,
+)
 from bireal_larq.models.config import BiRealConfig, real_valued_twin
 from bireal_larq.runs import FINAL_WEIGHTS, RUN_CONFIG, jsonable, write_run_config
 from bireal_larq.training import callbacks as cb
@@ -178,43 +183,43 @@ def _prepare_directory(
 def _load_teacher(
     teacher: TeacherConfig, config: TrainConfig, previous: str | None, input_shape, num_classes
 ) -> tf.keras.Model:
+    """The teacher or label refinery ``teacher`` describes. A registry teacher's weights load
+    through ``bireal_larq.models.load_weights``: a file recorded from another variant than the
+    one described (other ``pad_values``, ``padding_alignment``, ...) is refused, naming the
+    fields."""
     if teacher.source == "model_file":
         return tf.keras.models.load_model(teacher.path, compile=False)
     if teacher.source == "previous":
         if previous is None:
             raise ValueError("The teacher comes from the previous stage, which has no weights")
         return previous_stage_model(config, previous, input_shape, num_classes)
-    model = create_model(
+    return create_model(
         teacher.model,
         input_shape=input_shape,
         num_classes=num_classes,
         real_valued=teacher.real_valued,
         twin_activation=teacher.twin_activation,
+        weights=teacher.weights,
         **teacher.model_overrides,
     )
-    if teacher.weights:
-        _load_any(model, teacher.weights)
-    return model
-
-
-def _load_any(model: tf.keras.Model, path: str) -> None:
-    """Files from this package by name; anything else through the model zoo's loader."""
-    try:
-        cb.load_weights(model, path)
-    except (KeyError, OSError, ValueError):
-        from bireal_larq.models import load_weights
-
-        load_weights(model, path)
 
 
 def previous_stage_model(config: TrainConfig, previous_dir: str, input_shape, num_classes):
+    """The model a finished stage trained (its recorded overrides), with its final weights."""
     with open(os.path.join(previous_dir, STAGE_DONE), encoding="utf-8") as f:
         overrides = json.load(f)["model_overrides"]
-    model = create_model(
-        config.model, input_shape=input_shape, num_classes=num_classes, **overrides
+    return create_model(
+        config.model,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        weights=os.path.join(previous_dir, STAGE_WEIGHTS),
+        **overrides,
     )
-    cb.load_weights(model, os.path.join(previous_dir, STAGE_WEIGHTS))
-    return model
+
+
+def _save_finite(model: tf.keras.Model, path: str) -> None:
+    cb.assert_finite(model)
+    save_weights(model, path)
 
 
 def _resume_point(backup_dir: str) -> tuple[int, int] | None:
@@ -287,13 +292,20 @@ def _run_stage(
         skip = point[0] * probe.steps_per_epoch + point[1] + 1
     data = stage_data(config, stage, strategy, skip_batches=skip, dataset_fn=dataset_fn)
 
+    # Twin -> binary activations -> fully binary: another variant on purpose, with the same
+    # layer names and shapes; its file loads (checked) into its own model, then moves by name.
+    start = (
+        previous_stage_model(config, previous_dir, input_shape, num_classes)
+        if previous_dir is not None
+        else None
+    )
     with strategy.scope():
         model = create_model(
             config.model, input_shape=input_shape, num_classes=num_classes, **overrides
         )
-        if previous_dir is not None:
-            # Twin -> binary activations -> fully binary: same layer names, same shapes.
-            cb.load_weights(model, os.path.join(previous_dir, STAGE_WEIGHTS))
+        if start is not None:
+            transfer_weights(start, model)
+            del start
         teacher = refinery = None
         if stage.loss.needs_teacher:
             teacher = _load_teacher(
@@ -346,13 +358,17 @@ def _run_stage(
             callbacks=callbacks,
             verbose=verbose,
         )
-    cb.save_weights(model, os.path.join(stage_dir, STAGE_WEIGHTS))
+    _save_finite(model, os.path.join(stage_dir, STAGE_WEIGHTS))
     result = {
         "stage": stage.name,
         "epochs": stage.epochs,
         "steps_per_epoch": data.steps_per_epoch,
         "model_overrides": overrides,
         "wall_time_s": time.time() - started,
+        # Training batches run by this call (a resumed stage: those after the resume point)
+        # and their seconds, as in train_throughput.
+        "train_images": throughput.images,
+        "train_seconds": throughput.seconds,
         "train_images_per_s": throughput.images_per_second,
     }
     with atomic_path(done) as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -498,11 +514,10 @@ def run_training(
         tf.keras.mixed_precision.set_global_policy(previous_policy)
 
     # Float32 variables under any policy: the file loads into a float32 model.
-    cb.save_weights(final["model"], os.path.join(run_dir, FINAL_WEIGHTS))
+    _save_finite(final["model"], os.path.join(run_dir, FINAL_WEIGHTS))
     history = _merge_history(run_dir, results)
     if history:
         cb.plot_history(history, os.path.join(run_dir, "curves.png"))
-    images = sum(r["train_images_per_s"] * r["wall_time_s"] for r in results)
     seconds = sum(r["wall_time_s"] for r in results)
     summary = {
         "model": config.model,
@@ -520,7 +535,7 @@ def run_training(
         # every stage's training: a stage finished by an earlier call counts its recorded
         # time, but a stage interrupted and resumed counts only the call that finished it
         "train_time_s": seconds,
-        "train_images_per_s": images / seconds if seconds else 0.0,
+        **train_throughput(results, config.batch_size),
         "dtype_policy": policy,
         "replicas": strategy.num_replicas_in_sync,
     }
@@ -528,6 +543,33 @@ def run_training(
         json.dump(summary, f, indent=2, default=str)
     print(f"top-1 {summary['top1']:.4f}  top-5 {summary['top5']:.4f}  -> {run_dir}")
     return summary
+
+
+def train_throughput(stages: list[dict[str, Any]], batch_size: int) -> dict[str, float]:
+    """``train_images`` (every stage's training images), ``train_seconds`` and
+    ``train_images_per_s`` = train_images / train_seconds.
+
+    The seconds are those of the training batches only: from each batch's start to its end as
+    the callbacks see it, i.e. the training step with its wait for the input pipeline and the
+    resume points written at step counts. Validation, epoch-end checkpoints, building the
+    model and preparing the data are not included (a stage's ``wall_time_s`` includes them).
+    A stage's record that holds only its rate (``train_images_per_s``) counts its
+    epochs x steps_per_epoch x batch_size images at that rate.
+    """
+    images = seconds = 0.0
+    for stage in stages:
+        if "train_images" in stage and "train_seconds" in stage:
+            images += stage["train_images"]
+            seconds += stage["train_seconds"]
+        elif stage.get("train_images_per_s"):
+            count = stage["epochs"] * stage["steps_per_epoch"] * batch_size
+            images += count
+            seconds += count / stage["train_images_per_s"]
+    return {
+        "train_images": int(images),
+        "train_seconds": seconds,
+        "train_images_per_s": images / seconds if seconds else 0.0,
+    }
 
 
 def _rebuild_final(config, final, strategy, input_shape, num_classes, dataset_fn):
