@@ -25,7 +25,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 NOTEBOOK_VENV := .venv-notebook
 NOTEBOOK_LOCK := locks/notebook.txt
 
-.PHONY: demo test smoke faults smoke-notebook lint venv fashion-mnist clean
+.PHONY: demo test smoke faults smoke-notebook lint venv fashion-mnist chromium clean
 
 venv: $(VENV)/.installed
 
@@ -56,7 +56,18 @@ fashion-mnist:
 	  echo "      Install them with: sudo apt-get install dataset-fashion-mnist"; \
 	fi
 
-test: venv fashion-mnist
+# Headless Chromium for the test that screenshots the demo's HTML report (tests/test_report.py).
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || echo "WARNING: could not install chromium; the report screenshot test will be skipped"; \
+	else \
+	  echo "NOTE: chromium is missing; the report screenshot test will be skipped."; \
+	  echo "      Install it with: sudo apt-get install chromium"; \
+	fi
+
+test: venv fashion-mnist chromium
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 # A few minutes: build, fit, kill and resume, export and verify, weights, the notebook.

@@ -4,10 +4,17 @@
 
 Prepares Fashion-MNIST offline, trains a small Bi-Real Net on it (the experiment
 ``demo_fashion_mnist``), evaluates it, exports it to LCE with the binary check and
-verification on real test images, benchmarks it against its real-valued twin, and writes
-``OUTPUT_DIR/report.md``. Each step is the project's own command, run as a subprocess with its
-output streamed to the console; the report lists those exact commands so every number in it
-can be redone one step at a time.
+verification on real test images, benchmarks it against its real-valued twin, classifies the
+test images with the LCE model for the report's pictures (:mod:`bireal_larq.report`), and writes
+``OUTPUT_DIR/report.md`` and ``OUTPUT_DIR/report.html`` (the same report as one self-contained
+page). Each step is the project's own command, run as a subprocess with its output streamed to
+the console; the report lists those exact commands so every number in it can be redone one step
+at a time.
+
+The report compares the binary model with its real-valued twin: size and latency are measured
+here (the benchmark converts the twin); the twin's accuracy is cited from the committed
+Fashion-MNIST study (``results/fashion_mnist.md``), since training the twin would about double
+the demo's time.
 
 Rerunning the same command resumes: ``OUTPUT_DIR/steps.json`` records each finished step
 (its command, time and outputs), and a step is reused when it finished with the same command,
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -42,8 +50,8 @@ flags.DEFINE_string(
     "experiment", "demo_fashion_mnist", "The training experiment to run.", flag_values=FLAGS
 )
 flags.DEFINE_integer(
-    "verify_samples", 10000, "Test images the LCE model is verified on.", lower_bound=0,
-    flag_values=FLAGS,
+    "verify_samples", 10000, "Test images the LCE model is verified on, and classified for the "
+    "report's confusion matrix and pictures (0: neither).", lower_bound=0, flag_values=FLAGS,
 )
 flags.DEFINE_integer(
     "benchmark_runs", 20, "Timed inference runs per configuration (at least 2: the benchmark "
@@ -140,78 +148,120 @@ def _read(path: str) -> dict:
         return json.load(f)
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.2f} %"
+# The committed Fashion-MNIST study (python -m bireal_larq.study --suite=fashion_mnist): its
+# real-valued twin row is the twin accuracy the report cites.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STUDY_DOC = "results/fashion_mnist.md"
+STUDY_RUNS = "results/fashion_mnist_runs"
+STUDY_TWIN, STUDY_BINARY = "real_valued_twin", "bireal"
+# Switch the binary layers off in the twin; not a difference of recipe.
+_TWIN_KEYS = {"input_quantizer", "kernel_quantizer", "weight_clip"}
 
 
-def write_report(out: str, log: list[dict]) -> str:
-    """Gathers the JSON outputs of the steps into ``out/report.md``."""
+def _epochs(config: dict) -> int:
+    return sum(int(stage.get("epochs", 0)) for stage in config.get("stages", []))
+
+
+def study_rows(run_config: dict, root: str = ROOT) -> tuple[dict | None, str]:
+    """The study's real-valued twin and binary rows for this run's model, and how the study's
+    recipe differs from the run's; ``(None, why)`` when there are none to cite."""
+    runs = os.path.join(root, STUDY_RUNS)
+    try:
+        rows, configs = {}, {}
+        for name in (STUDY_TWIN, STUDY_BINARY):
+            rows[name] = _read(os.path.join(runs, name, "study_row.json"))
+            configs[name] = _read(os.path.join(runs, name, "config.json"))
+    except (OSError, ValueError) as err:
+        return None, (f"the study's rows are not readable here ({err}); see {STUDY_DOC} in the "
+                      "repository")
+    study = configs[STUDY_BINARY]
+    mine = run_config.get("model_overrides") or {}
+    theirs = study.get("model_overrides") or {}
+    same_model = (
+        run_config.get("dataset") == study.get("dataset")
+        and run_config.get("model") == study.get("model")
+        and mine.get("base_filters") == theirs.get("base_filters")
+    )
+    if not same_model:
+        return None, (f"the study ({STUDY_DOC}) trained `{study.get('model')}` with base_filters "
+                      f"{theirs.get('base_filters')} on {study.get('dataset')}, not this model")
+    differences = []
+    if _epochs(study) != _epochs(run_config):
+        differences.append(f"{_epochs(study)} epochs (this run: {_epochs(run_config)})")
+    for key in sorted((set(mine) | set(theirs)) - _TWIN_KEYS):
+        if mine.get(key) != theirs.get(key):
+            differences.append(f"`{key}={theirs.get(key)}` (this run: "
+                               f"{'the default' if key not in mine else mine[key]})")
+    if study.get("batch_size") != run_config.get("batch_size"):
+        differences.append(f"batch {study.get('batch_size')} (this run: "
+                           f"{run_config.get('batch_size')})")
+    return {
+        "doc": STUDY_DOC,
+        "runs": STUDY_RUNS,
+        "twin": rows[STUDY_TWIN],
+        "binary": rows[STUDY_BINARY],
+        "differences": differences,
+    }, ""
+
+
+def host() -> dict:
+    """This machine, for the report: architecture, CPU model, CPU count, load average."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
+    return {"machine": platform.machine(), "cpu": cpu, "cpus": os.cpu_count(), "load": load}
+
+
+def write_report(
+    out: str, log: list[dict], tflite: str | None = None, pictures: bool = True
+) -> tuple[str, str]:
+    """Gathers the outputs of the steps into ``out/report.md`` and the self-contained
+    ``out/report.html``; returns both paths. ``pictures``: the classification step ran (its
+    files of an earlier run are ignored otherwise)."""
+    from bireal_larq import report
+
     run_dir = os.path.join(out, "train")
-    summary = _read(os.path.join(run_dir, "summary.json"))
-    evaluation = _read(os.path.join(run_dir, f"eval_{DATASET}.json"))
-    export = read_report(os.path.join(out, "model.tflite")) or {}
-    bench = _read(os.path.join(out, "benchmark.json"))
-    verification = export.get("verification") or {}
-    ops = export.get("op_table", {})
-    lines = [
-        "# bireal_larq demo report",
-        "",
-        f"Model `{summary['model']}` (experiment `{summary.get('experiment')}`) trained on "
-        f"Fashion-MNIST, exported to Larq Compute Engine. Generated "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S')}.",
-        "",
-        "## Numbers",
-        "",
-        "| what | value |",
-        "| --- | --- |",
-        f"| Keras model, test top-1 / top-5 ({evaluation.get('examples', '?')} images) | "
-        f"{_pct(evaluation.get('top1'))} / {_pct(evaluation.get('top5'))} |",
-        f"| LCE model, test top-1 ({verification.get('samples', '?')} images) | "
-        f"{_pct(verification.get('lce_top1_accuracy'))} (Keras on the same images: "
-        f"{_pct(verification.get('keras_top1_accuracy'))}) |",
-        f"| top-1 agreement Keras vs LCE | {_pct(verification.get('top1_agreement'))} |",
-        f"| max abs difference of the softmax outputs | "
-        f"{verification.get('max_output_difference', 'n/a')} |",
-        f"| binary convs in Keras / LceBconv2d in the flatbuffer | "
-        f"{export.get('binary_layers')} / {export.get('lce_bconv2d_ops')} |",
-        f"| flatbuffer size | {export.get('file_size_bytes', 0) / 1e6:.3f} MB |",
-        f"| training | {summary.get('epochs')} epoch(s), {summary.get('train_time_s', 0) / 60:.1f} "
-        f"min, {summary.get('train_images_per_s', 0):.0f} images/s |",
-        "",
-        "Flatbuffer ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())),
-        "",
-        "## Inference latency on this host (LCE interpreter vs the float twin with XNNPACK)",
-        "",
-        bench.get("table", "(no table)"),
-        "",
-        "## Training curves",
-        "",
-        "![training curves](train/curves.png)",
-        "",
-        "## Commands (each step can be redone on its own)",
-        "",
-    ]
-    data_dir = os.environ.get("TFDS_DATA_DIR")
-    if data_dir:
-        lines += [
-            "The prepared dataset was read from the TFDS data dir of this run (`make demo` sets "
-            "it); set it the same way before redoing a step:",
-            "",
-            f"    export TFDS_DATA_DIR={shlex.quote(data_dir)}",
-            "",
-        ]
-    for entry in log:
-        when = " (reused from an earlier run)" if entry.get("reused") else ""
-        lines += [
-            f"{entry['title']} ({entry['seconds']:.0f} s{when}):",
-            "",
-            "    " + entry["command"],
-            "",
-        ]
-    path = os.path.join(out, "report.md")
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    return path
+    tflite = tflite or os.path.join(out, "model.tflite")
+    predictions_path = os.path.join(out, report.PREDICTIONS_JSON)
+    predictions = (_read(predictions_path) if pictures and os.path.exists(predictions_path)
+                   else None)
+    try:
+        run_config = _read(os.path.join(run_dir, "config.json"))
+        study, study_note = study_rows(run_config)
+    except (OSError, ValueError) as err:
+        study, study_note = None, f"the run's config.json is not readable ({err})"
+    figures = {
+        "curves": os.path.join("train", "curves.png"),
+        "predictions": report.PREDICTIONS_PNG if predictions else None,
+        "confusion": report.CONFUSION_PNG if predictions else None,
+    }
+    facts = {
+        "summary": _read(os.path.join(run_dir, "summary.json")),
+        "evaluation": _read(os.path.join(run_dir, f"eval_{DATASET}.json")),
+        "export": read_report(tflite) or {},
+        "benchmark": _read(os.path.join(out, "benchmark.json")),
+        "predictions": predictions,
+        "predictions_note": "(--verify_samples=0)",
+        "study": study,
+        "study_note": study_note,
+        "host": host(),
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "figures": {k: v for k, v in figures.items()
+                    if v and os.path.exists(os.path.join(out, v))},
+        "tflite": tflite,
+        "steps": log,
+        "data_dir": os.environ.get("TFDS_DATA_DIR"),
+    }
+    return report.write_report(report.demo_blocks(facts), out, "report",
+                               title="bireal_larq demo report")
 
 
 def main(argv) -> None:
@@ -261,8 +311,18 @@ def main(argv) -> None:
         ],
         outputs=(benchmark_json,),
     )
-    path = write_report(out, steps.log)
-    print(f"\nDemo finished in {(time.time() - start) / 60:.1f} min. Report: {path}", flush=True)
+    if FLAGS.verify_samples:
+        from bireal_larq import report
+
+        steps.run(
+            "Classify test images with the LCE model (pictures, confusion matrix)",
+            ["bireal_larq.report", tflite, f"--samples={FLAGS.verify_samples}"],
+            outputs=tuple(os.path.join(out, name) for name in (
+                report.PREDICTIONS_JSON, report.PREDICTIONS_PNG, report.CONFUSION_PNG)),
+        )
+    path, page = write_report(out, steps.log, tflite, pictures=FLAGS.verify_samples > 0)
+    print(f"\nDemo finished in {(time.time() - start) / 60:.1f} min. Report: {path} "
+          f"(one-file HTML: {page})", flush=True)
 
 
 def run() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 CLIS = ["bireal_larq.train", "bireal_larq.evaluate", "bireal_larq.export.__main__",
         "bireal_larq.benchmark.__main__", "bireal_larq.convert_weights", "bireal_larq.study",
-        "bireal_larq.demo", "bireal_larq.prepare_data"]
+        "bireal_larq.demo", "bireal_larq.prepare_data", "bireal_larq.report"]
 
 
 def test_every_cli_imports_into_one_process():

@@ -1,10 +1,15 @@
 """`make demo`'s orchestrator end to end, shortened: every step runs for real on Fashion-MNIST,
 killed once (SIGKILL) during the export and rerun: the rerun reuses the finished steps and
-redoes the rest."""
+redoes the rest, and writes the report (Markdown and one self-contained HTML page). Also the
+study rows that the report cites for the real-valued twin."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
+import pathlib
 import queue
 import re
 import signal
@@ -13,9 +18,12 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from bireal_larq import data as D
+from bireal_larq import demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +75,9 @@ def test_demo_runs_every_step_resumes_after_a_kill_and_writes_the_report(tmp_pat
     assert f"demo: resuming at step '{export_title}'" in done.stdout
     assert f"=== {export_title}: done in" in done.stdout
     assert "Benchmark the LCE model against its real-valued twin (XNNPACK): done in" in done.stdout
-    assert f"Report: {out / 'report.md'}" in done.stdout
+    assert ("=== Classify test images with the LCE model (pictures, confusion matrix): done in"
+            in done.stdout)
+    assert f"Report: {out / 'report.md'} (one-file HTML: {out / 'report.html'})" in done.stdout
     report = (out / "report.md").read_text()
     assert re.search(r"Train \(\d+ s \(reused from an earlier run\)\):", report), report
     # The numbers come from the steps' own outputs, not placeholders.
@@ -88,3 +98,78 @@ def test_demo_runs_every_step_resumes_after_a_kill_and_writes_the_report(tmp_pat
         assert command in report, command
     if os.environ.get("TFDS_DATA_DIR"):
         assert f"export TFDS_DATA_DIR={os.environ['TFDS_DATA_DIR']}" in report
+    _check_comparison_and_pictures(out, report)
+
+
+def _cells(report: str, first_cell: str) -> list[str]:
+    line = next(x for x in report.splitlines() if x.startswith(f"| {first_cell} |"))
+    return [c.strip() for c in line.strip("|").split(" | ")[1:]]
+
+
+def _check_comparison_and_pictures(out, report: str) -> None:
+    """The binary-vs-twin table is filled from the steps' outputs and the committed study; the
+    pictures are drawn; report.html holds them as data URIs."""
+    study_twin = json.loads((ROOT_RUNS / "real_valued_twin" / "study_row.json").read_text())
+    binary, twin = _cells(report, "test top-1, Fashion-MNIST")
+    assert re.fullmatch(r"\*\*[\d.]+ %\*\* LCE on 100 images; Keras [\d.]+ % on 10,000 "
+                        r"\(1 epoch\)", binary), binary
+    assert twin.startswith(f"**{100 * study_twin['keras_top1']:.2f} %** after "
+                           f"{study_twin['epochs']} epochs: study row `real_valued_twin`"), twin
+    params = _cells(report, "parameters")
+    assert params[0] == params[1] and int(params[0].replace(",", "")) > 100_000, params
+    sizes = [float(re.match(r"\*\*([\d.]+) MB", c).group(1)) for c in _cells(report,
+                                                                           ".tflite file")]
+    assert 0 < 10 * sizes[0] < sizes[1], sizes  # 1-bit weights: over 10x smaller
+    for threads in ("1 thread", "2 threads"):
+        row = _cells(report, f"latency on this host, {threads} (median)")
+        assert re.match(r"[\d.]+ ms \(`lce/", row[0]) and re.match(
+            r"[\d.]+ ms \(`tflite/xnnpack`\)", row[1]), row
+    assert "LCE has hand-written binary kernels only for 64-bit ARM (aarch64)" in report
+    assert "41.7 ms on a Pixel 1 phone, 85.4 ms on a Raspberry Pi 4B" in report
+    assert "    ./lce_benchmark_model --graph=model.tflite --num_threads=1" in report
+
+    # The LCE model's predictions: the same 100 images as the export's verification.
+    predictions = json.loads((out / "test_predictions.json").read_text())
+    verification = json.loads((out / "model.json").read_text())["verification"]
+    assert predictions["samples"] == 100 == int(np.sum(predictions["confusion"]))
+    assert abs(predictions["top1"] - verification["lce_top1_accuracy"]) < 1e-9
+    assert len(predictions["shown"]) == 24
+    pictures = {name: (out / name).read_bytes()
+                for name in ("predictions.png", "confusion.png", "train/curves.png")}
+    for name, png in pictures.items():
+        image = Image.open(io.BytesIO(png)).convert("RGB")
+        colors = len(np.unique(np.asarray(image).reshape(-1, 3), axis=0))
+        assert image.size[0] >= 400 and colors > 50, (name, image.size, colors)
+        assert f"]({name})" in report, name
+
+    page = (out / "report.html").read_text()
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) == len(pictures)
+    embedded = []
+    for src in sources:
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        embedded.append(base64.b64decode(src.split(",", 1)[1], validate=True))
+    assert sorted(embedded) == sorted(pictures.values())
+    assert "<td>parameters</td>" in page and "real_valued_twin" in page
+
+
+ROOT_RUNS = pathlib.Path(ROOT) / demo.STUDY_RUNS
+RUN_CONFIG = {"dataset": "fashion_mnist", "model": "birealnet18_small", "batch_size": 128,
+              "model_overrides": {"base_filters": 16}, "stages": [{"epochs": 1}]}
+
+
+def test_the_study_rows_the_report_cites_fit_the_demo_model():
+    study, why = demo.study_rows(RUN_CONFIG, ROOT)
+    assert study is not None, why
+    assert study["twin"]["name"] == "real_valued_twin" and not study["twin"]["binary"]
+    assert study["binary"]["name"] == "bireal" and study["binary"]["binary"]
+    assert study["twin"]["parameters"] == study["binary"]["parameters"]
+    epochs = study["twin"]["epochs"]
+    assert f"{epochs} epochs (this run: 1)" in study["differences"]
+
+
+def test_study_rows_refuse_another_model_and_missing_files(tmp_path):
+    study, why = demo.study_rows({**RUN_CONFIG, "model_overrides": {"base_filters": 64}}, ROOT)
+    assert study is None and "not this model" in why
+    study, why = demo.study_rows(RUN_CONFIG, str(tmp_path))
+    assert study is None and "not readable here" in why
