@@ -27,6 +27,20 @@ LCE_PLATFORMS = (
     " or sys_platform == 'darwin' or sys_platform == 'win32'"
 )
 
+# Command name -> its entry point; bireal_larq recognises a command run by these names.
+CONSOLE_SCRIPTS = {
+    "bireal-train": "bireal_larq.train:run",
+    "bireal-evaluate": "bireal_larq.evaluate:run",
+    "bireal-export": "bireal_larq.export.__main__:run",
+    "bireal-benchmark": "bireal_larq.benchmark.__main__:run",
+    "bireal-report": "bireal_larq.report:run",
+    "bireal-study": "bireal_larq.study:run",
+    "bireal-demo": "bireal_larq.demo:run",
+    "bireal-prepare-data": "bireal_larq.prepare_data:run",
+    "bireal-convert-weights": "bireal_larq.convert_weights:run",
+    "bireal-doctor": "bireal_larq.doctor:run",
+}
+
 setup(
     name="bireal_larq",
     version="0.2.0",
@@ -74,5 +88,9 @@ setup(
                  "ipykernel", "torch", "dill", "click", "typeguard"],
         "lint": ["ruff"],
         "pytorch": ["torch"],
+    },
+    # The commands, also as `python -m bireal_larq.<module>` (CONSOLE_SCRIPTS below).
+    entry_points={
+        "console_scripts": [f"{name} = {target}" for name, target in CONSOLE_SCRIPTS.items()]
     },
 )

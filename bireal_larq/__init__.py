@@ -16,10 +16,12 @@ from bireal_larq import console as _console
 _os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 # The command run as `python -m bireal_larq.<module>` (sys.argv[0] is "-m" while its package is
-# imported), or None.
+# imported) or as its console script `bireal-<module>` (setup.py), or None.
 _CLI = None
 if _sys.argv[:1] == ["-m"]:
     _CLI = next((a for a in _sys.orig_argv if a.startswith("bireal_larq.")), None)
+elif _sys.argv and _os.path.basename(_sys.argv[0]).startswith("bireal-"):
+    _CLI = "bireal_larq." + _os.path.basename(_sys.argv[0])[len("bireal-"):].replace("-", "_")
 _QUIET_CLI = _CLI is not None and not _console.verbose_requested(_sys.orig_argv)
 if _QUIET_CLI:
     # TensorFlow's C++ warnings (among them a second copy of every input-pipeline error, with a

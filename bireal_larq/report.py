@@ -802,5 +802,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The command-line entry point (parses this module's flags)."""
     cli.run(main, PARSER)
+
+
+if __name__ == "__main__":
+    run()

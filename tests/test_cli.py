@@ -1,10 +1,13 @@
 """The thin CLIs: importable together (private flag sets) and each answering --help."""
 
 import importlib
+import os
 import subprocess
 import sys
 
 import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CLIS = ["bireal_larq.train", "bireal_larq.evaluate", "bireal_larq.export.__main__",
         "bireal_larq.benchmark.__main__", "bireal_larq.convert_weights", "bireal_larq.study",
@@ -100,3 +103,35 @@ def test_demo_refuses_a_zero_cap_instead_of_training_in_full(flag, capsys):
         demo.PARSER(["demo", flag])
     assert f"{flag.split('=')[0][2:]}" in capsys.readouterr().err
     demo.FLAGS.unparse_flags()
+
+
+def _console_scripts() -> dict[str, str]:
+    import ast
+
+    tree = ast.parse(open(os.path.join(ROOT, "setup.py")).read())
+    node = next(n for n in tree.body if isinstance(n, ast.Assign)
+                and getattr(n.targets[0], "id", None) == "CONSOLE_SCRIPTS")
+    return ast.literal_eval(node.value)
+
+
+def test_every_command_has_a_console_script_with_a_run_entry_point():
+    scripts = _console_scripts()
+    modules = {target.split(":")[0] for target in scripts.values()}
+    assert modules >= set(CLIS), set(CLIS) - modules
+    for name, target in scripts.items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), name
+        assert name == "bireal-" + module.split(".")[1].replace("_", "-"), name
+
+
+def test_a_console_script_ends_like_its_module_quietly_with_its_exit_code():
+    script = os.path.join(os.path.dirname(sys.executable), "bireal-convert-weights")
+    assert os.path.exists(script), f"{script} missing: reinstall the package (make venv)"
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    done = subprocess.run([script, "--source=pytorch", "--input=/nonexistent/x.pth",
+                           "--output=/nonexistent/w.h5"], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "convert_weights: PyTorch checkpoint '/nonexistent/x.pth' not found"], done.stderr
