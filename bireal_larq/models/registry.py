@@ -22,8 +22,7 @@ from bireal_larq.models.weights import load_weights
 class ModelEntry:
     name: str
     config_fn: Callable[[], BiRealConfig]
-    source: str  # where the architecture comes from (paper, seed trick, project)
-    description: str = ""
+    source: str  # where the architecture comes from (paper, Training-Tricks-for-BNNs item, project)
     # Whether LCE fuses every binary conv; when False, ``lce_reason`` says why not.
     lce_compatible: bool = True
     lce_reason: str = ""
@@ -40,7 +39,6 @@ def register_model(
     name: str,
     *,
     source: str,
-    description: str = "",
     lce_compatible: bool = True,
     lce_reason: str = "",
 ):
@@ -59,7 +57,6 @@ def register_model(
             name=name,
             config_fn=fn,
             source=source,
-            description=description or (fn.__doc__ or "").strip().split("\n")[0],
             lce_compatible=lce_compatible,
             lce_reason=lce_reason,
         )

@@ -9,59 +9,49 @@ from __future__ import annotations
 from bireal_larq.models.config import BiRealConfig
 from bireal_larq.models.registry import register_model
 
-# name -> (source, overrides of BiRealConfig, description)
-_VARIANTS: dict[str, tuple[str, dict, str]] = {
+# name -> (source, overrides of BiRealConfig)
+_VARIANTS: dict[str, tuple[str, dict]] = {
     "birealnet18": (
         "Bi-Real Net ECCV 2018; layer-for-layer larq_zoo.literature.BiRealNet",
         dict(depth=18),
-        "Bi-Real Net 18: one binary 3x3 conv per block, a shortcut around each",
     ),
     "birealnet34": (
         "Bi-Real Net ECCV 2018, stage repeats [6, 8, 12, 6]",
         dict(depth=34),
-        "Bi-Real Net 34",
     ),
     "birealnet50": (
         "Bi-Real Net IJCV 2020; authors' pytorch_implementation/BiReal_50",
         dict(depth=50),
-        "Bi-Real Net 50: bottleneck, every binary conv bypassed",
     ),
     "birealnet18_lce": (
         "LCE recommendation: pad_values=1 (no border correction)",
         dict(depth=18, pad_values=1.0),
-        "Bi-Real Net 18 with one-padding, the fastest layout for LCE",
     ),
-    "birealnet34_lce": ("LCE recommendation: pad_values=1", dict(depth=34, pad_values=1.0), ""),
-    "birealnet50_lce": ("LCE recommendation: pad_values=1", dict(depth=50, pad_values=1.0), ""),
+    "birealnet34_lce": ("LCE recommendation: pad_values=1", dict(depth=34, pad_values=1.0)),
+    "birealnet50_lce": ("LCE recommendation: pad_values=1", dict(depth=50, pad_values=1.0)),
     "birealnet18_prelu": (
         "Training-Tricks-for-BNNs item 2: PReLU after every shortcut add",
         dict(depth=18, activation="prelu"),
-        "Bi-Real Net 18 with PReLU after each add",
     ),
     "birealnet18_tricks": (
         "Training-Tricks-for-BNNs items 1, 2, 4: BN->sign->bconv->add->PReLU, downsampling v1",
         dict(depth=18, layout="catalogue", activation="prelu", shortcut="v1"),
-        "the catalogue's recommended basic block",
     ),
     "birealnet50_tricks": (
         "Training-Tricks-for-BNNs item 1: binary bottleneck with a real-valued branch",
         dict(depth=50, layout="catalogue", activation="prelu", shortcut="v1"),
-        "the catalogue's bottleneck",
     ),
     "birealnet18_react": (
         "ReActNet (ECCV 2020) RSign + RPReLU on the Bi-Real-18 backbone",
         dict(depth=18, rsign=True, activation="rprelu"),
-        "learnable sign thresholds and RPReLU",
     ),
     "birealnet18_se": (
         "Training-Tricks-for-BNNs item 13: channel attention from the real-valued input",
         dict(depth=18, channel_attention=True),
-        "SE-gated binary convs",
     ),
     "birealnet18_wide": (
         "Training-Tricks-for-BNNs item 15: double channels, grouped (4) binary 3x3 convs",
         dict(depth=18, width_multiplier=2.0, groups=4),
-        "double width with the binary ops of the base model",
     ),
 }
 
@@ -71,37 +61,25 @@ for _depth in (18, 34, 50):
     _VARIANTS[f"birealnet{_depth}_torch"] = (
         "authors' PyTorch implementation (liuzechun/Bi-Real-net), numerics matched",
         dict(depth=_depth, padding_alignment="torch", bn_epsilon=1e-5, bn_momentum=0.9),
-        f"Bi-Real Net {_depth} computing what the authors' PyTorch model computes",
     )
 
 # Every variant has its small-input twin, except the PyTorch-numerics targets of converted
 # ImageNet weights.
 _SMALL = [name for name in _VARIANTS if not name.endswith("_torch")]
 
-_LCE_INCOMPATIBLE: dict[str, str] = {}
-
-
-def _register(name: str, source: str, overrides: dict, description: str) -> None:
+def _register(name: str, source: str, overrides: dict) -> None:
     def config_fn(overrides=overrides) -> BiRealConfig:
         return BiRealConfig(**overrides)
 
-    reason = _LCE_INCOMPATIBLE.get(name, "")
-    register_model(
-        name,
-        source=source,
-        description=description,
-        lce_compatible=not reason,
-        lce_reason=reason,
-    )(config_fn)
+    register_model(name, source=source)(config_fn)
 
 
-for _name, (_source, _overrides, _description) in _VARIANTS.items():
-    _register(_name, _source, _overrides, _description)
+for _name, (_source, _overrides) in _VARIANTS.items():
+    _register(_name, _source, _overrides)
 for _name in _SMALL:
-    _source, _overrides, _description = _VARIANTS[_name]
+    _source, _overrides = _VARIANTS[_name]
     _register(
         f"{_name}_small",
         _source + "; small-input stem (3x3/1, no pool)",
         {**_overrides, "stem": "small"},
-        (_description + ", " if _description else "") + "for 28-32 px inputs",
     )
