@@ -284,19 +284,36 @@ def _pct(value) -> str:
 VERDICTS = ("above the seed range", "within the seed range (noise)", "below the seed range")
 
 
-def trick_verdicts(rows: list[dict], seeds: list[float]) -> dict[str, list[str]]:
-    """Sorts the single-trick rows (binary, not plain Bi-Real, not a combination, on the
-    budget of the seed rows) by where their top-1 falls against the plain Bi-Real seed range;
+def suite_labels(suite_module) -> tuple[str | None, str | None, str]:
+    """(baseline row, combination marker, metric label) as a suite declares them in
+    ``BASELINE``, ``COMBINATION`` and ``METRIC``.
+
+    Without ``BASELINE`` the table has no seed spread and no verdicts; without
+    ``COMBINATION`` every non-baseline row is a single trick; ``METRIC`` defaults to
+    "test top-1 (%), Keras model".
+    """
+    return (
+        getattr(suite_module, "BASELINE", None),
+        getattr(suite_module, "COMBINATION", None),
+        getattr(suite_module, "METRIC", "test top-1 (%), Keras model"),
+    )
+
+
+def trick_verdicts(
+    rows: list[dict], seeds: list[float], baseline: str, combination: str | None
+) -> dict[str, list[str]]:
+    """Sorts the single-trick rows (binary, not a ``baseline`` row, not a ``combination``, on
+    the budget of the seed rows) by where their top-1 falls against the baseline's seed range;
     each name comes with its difference to the seed mean, best first."""
     if len(seeds) < 2:
         return {}
-    budget = next((r.get("epochs") for r in rows if r["name"] == "bireal"), None)
+    budget = next((r.get("epochs") for r in rows if r["name"] == baseline), None)
     low, high, mean = min(seeds), max(seeds), statistics.mean(seeds)
     found: dict[str, list[tuple[float, str]]] = {v: [] for v in VERDICTS}
     for r in rows:
         top1 = r["keras_top1"]
-        if (not r["binary"] or top1 is None or r["name"].startswith("bireal")
-                or "combination" in r["name"] or r.get("epochs") != budget):
+        if (not r["binary"] or top1 is None or r["name"].startswith(baseline)
+                or (combination and combination in r["name"]) or r.get("epochs") != budget):
             continue
         verdict = VERDICTS[0] if top1 > high else VERDICTS[2] if top1 < low else VERDICTS[1]
         found[verdict].append((top1 - mean, r["name"]))
@@ -311,15 +328,17 @@ def write_results(
     suite_name: str, suite_module, rows: list[dict], total: int, md_path: str, png_path: str
 ) -> None:
     """The markdown table (with the seed spread and the twin gap) and the bar plot."""
+    baseline, combination, metric = suite_labels(suite_module)
     # Each row is compared with the real-valued twin trained on the same budget (epochs).
     twins = {r.get("epochs"): r for r in rows if not r["binary"]}
     seeds = [
         r["keras_top1"]
         for r in rows
-        if r["name"].startswith("bireal")
+        if baseline is not None
+        and r["name"].startswith(baseline)
         and r["binary"]
         and r["keras_top1"] is not None
-        and "combination" not in r["name"]
+        and not (combination and combination in r["name"])
     ]
     lines: list[str] = [
         f"# Tricks study: {os.path.basename(md_path)[:-3]}",
@@ -336,13 +355,13 @@ def write_results(
     ]
     if len(seeds) >= 2:
         lines += [
-            f"Seed-to-seed spread of plain Bi-Real ({len(seeds)} seeds): mean "
+            f"Seed-to-seed spread of {baseline} ({len(seeds)} seeds): mean "
             f"{100 * statistics.mean(seeds):.2f} %, range {100 * min(seeds):.2f}-"
             f"{100 * max(seeds):.2f} % (std {100 * statistics.stdev(seeds):.2f} points). "
             "Differences smaller than the range are noise.",
             "",
         ]
-        verdicts = trick_verdicts(rows, seeds)
+        verdicts = trick_verdicts(rows, seeds, baseline, combination)
         if verdicts:
             lines += ["Each single trick against that range (Keras top-1, same budget):", ""]
             lines += [f"- **{v}**: " + ", ".join(names) for v, names in verdicts.items()]
@@ -386,14 +405,14 @@ def write_results(
     ax.invert_yaxis()
     low = min(values)
     ax.set_xlim(max(0.0, low - 5), min(100.0, max(values) + 1))
-    ax.set_xlabel("Fashion-MNIST test top-1 (%), Keras model")
+    ax.set_xlabel(metric)
     if len(seeds) >= 2:
         ax.axvspan(
             100 * min(seeds),
             100 * max(seeds),
             color="tab:orange",
             alpha=0.2,
-            label="plain Bi-Real seed range",
+            label=f"{baseline} seed range",
         )
         ax.legend(loc="lower right")
     fig.tight_layout()

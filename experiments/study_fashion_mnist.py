@@ -52,6 +52,13 @@ from bireal_larq.training import (
     TrainConfig,
 )
 
+# How bireal_larq.study reads the rows: the plain baseline (its seed rows are named
+# BASELINE_seedN), rows that combine several tricks (not sorted against the baseline's seed
+# range), and the quantity compared.
+BASELINE = "bireal"
+COMBINATION = "combination"
+METRIC = "Fashion-MNIST test top-1 (%), Keras model"
+
 MODEL = "birealnet18_small"
 BUDGET_EPOCHS = 2  # even: the two-stage row splits it in halves
 BATCH = 128
@@ -142,15 +149,15 @@ def entries(runs_dir: str) -> list[StudyEntry]:
         StudyEntry("bireal", "plain Bi-Real (authors' PyTorch block)", _config()),
         *[StudyEntry(f"bireal_seed{s}", f"plain Bi-Real, seed {s}", _config(seed=s))
           for s in SPREAD_SEEDS],
-        StudyEntry("prelu", "trick 2: PReLU after every add", _config(activation="prelu")),
-        StudyEntry("single_skip", "trick 3 reversed: ResNet's one shortcut per two convs "
+        StudyEntry("prelu", "item 2: PReLU after every add", _config(activation="prelu")),
+        StudyEntry("single_skip", "item 3 reversed: ResNet's one shortcut per two convs "
                    "(Bi-Real already has double skips)", _config(double_skip=False)),
-        StudyEntry("downsample_v1", "trick 4 v1: 1x1 -> BN -> AvgPool", _config(shortcut="v1")),
-        StudyEntry("downsample_v3", "trick 4 v3: 1x1 -> BN -> AvgPool 3x3/2",
+        StudyEntry("downsample_v1", "item 4 v1: 1x1 -> BN -> AvgPool", _config(shortcut="v1")),
+        StudyEntry("downsample_v3", "item 4 v3: 1x1 -> BN -> AvgPool 3x3/2",
                    _config(shortcut="v3")),
-        StudyEntry("label_smoothing", "trick 14: label smoothing 0.1",
+        StudyEntry("label_smoothing", "item 14: label smoothing 0.1",
                    _config([_stage(loss=LossConfig(label_smoothing=0.1))])),
-        StudyEntry("two_stage", "tricks 5/6/8: binary activations + real weights (wd 1e-5 on "
+        StudyEntry("two_stage", "items 5/6/8: binary activations + real weights (wd 1e-5 on "
                    "kernels; the catalogue's code decays every parameter), "
                    "then fully binary from it (wd 0, lr / 5), half the budget each",
                    _config([
@@ -158,23 +165,23 @@ def entries(runs_dir: str) -> list[StudyEntry]:
                               model_overrides={"kernel_quantizer": None}),
                        _stage("stage2", epochs=BUDGET_EPOCHS - half, lr=4e-4),
                    ])),
-        StudyEntry("one_stage_warmup", "trick 8: warm-up at 1/4 of the rate, then 4x",
+        StudyEntry("one_stage_warmup", "item 8: warm-up at 1/4 of the rate, then 4x",
                    _config([_stage(lr=8e-3, schedule=ScheduleConfig(
                        "linear", warmup_epochs=0.2 * BUDGET_EPOCHS, warmup_factor=0.25,
                        warmup="constant"))])),
-        StudyEntry("kd_kl", "trick 12: KL distillation from the real-valued twin (T=2)",
+        StudyEntry("kd_kl", "item 12: KL distillation from the real-valued twin (T=2)",
                    _config([_stage(loss=kl)]), needs=(TEACHER_RUN,)),
-        StudyEntry("kd_features", "trick 12: L2-normalised feature matching at stage outputs",
+        StudyEntry("kd_features", "item 12: L2-normalised feature matching at stage outputs",
                    _config([_stage(loss=feat)]), needs=(TEACHER_RUN,)),
-        StudyEntry("mixup", "trick 9: mixup (alpha 0.2)",
+        StudyEntry("mixup", "item 9: mixup (alpha 0.2)",
                    _config([_stage(augment=preset("fashion_mnist", mixup_alpha=0.2))])),
-        StudyEntry("channel_attention", "trick 13: SE gate from the real-valued input",
+        StudyEntry("channel_attention", "item 13: SE gate from the real-valued input",
                    _config(channel_attention=True, se_reduction=4)),
-        StudyEntry("wide_grouped", "trick 15: double width, grouped (4) binary 3x3 convs",
+        StudyEntry("wide_grouped", "item 15: double width, grouped (4) binary 3x3 convs",
                    _config(width_multiplier=2.0, groups=4)),
-        StudyEntry("bn_momentum", "trick 10: BN momentum 0.2 (PyTorch sense; Keras 0.8)",
+        StudyEntry("bn_momentum", "item 10: BN momentum 0.2 (PyTorch sense; Keras 0.8)",
                    _config(bn_momentum=0.8)),
-        StudyEntry("grad_centralization", "trick 17: gradient centralization",
+        StudyEntry("grad_centralization", "item 17: gradient centralization",
                    _config([_stage(optimizer=OptimizerConfig(
                        "adam", learning_rate=2e-3, reference_batch_size=BATCH,
                        gradient_centralization=True))])),

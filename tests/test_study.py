@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import textwrap
+import types
 
 import pytest
 
@@ -24,6 +25,7 @@ TINY_SUITE = textwrap.dedent('''
     from bireal_larq.training import OptimizerConfig, ScheduleConfig, StageConfig, TrainConfig
 
     MODELS = ("birealnet18_small",)
+    BASELINE = "bireal"  # the plain rows: bireal, bireal_seed1
 
 
     @dataclasses.dataclass(frozen=True)
@@ -103,7 +105,7 @@ def test_tiny_study_runs_resumes_and_tabulates(tmp_path):
     assert rows[1]["binary_convs_fused"] == "16/16"
     table = (results / "tiny.md").read_text()
     assert "3 of 4 configurations finished" in table
-    assert "Seed-to-seed spread of plain Bi-Real (2 seeds)" in table
+    assert "Seed-to-seed spread of bireal (2 seeds)" in table
     assert "| bireal | yes |" in table and "| real_valued_twin | no |" in table
     assert (results / "tiny.png").stat().st_size > 0
 
@@ -243,7 +245,9 @@ def test_table_compares_each_row_with_the_twin_of_its_budget(tmp_path):
             row("real_valued_twin_long", False, 12, 0.93),
             row("best_combination_long", True, 12, 0.92)]
     md, png = tmp_path / "t.md", tmp_path / "t.png"
-    write_results("t", None, rows, 9, str(md), str(png))
+    suite = types.SimpleNamespace(__doc__="", BASELINE="bireal", COMBINATION="combination",
+                                  METRIC="test top-1 (%)")
+    write_results("t", suite, rows, 9, str(md), str(png))
     table = md.read_text()
     assert "| bireal | yes | 2 | 85.00 | 85.00 | 16/16 | -5.00 |" in table
     assert "| best_combination_long | yes | 12 | 92.00 | 92.00 | 16/16 | -1.00 |" in table
@@ -253,6 +257,10 @@ def test_table_compares_each_row_with_the_twin_of_its_budget(tmp_path):
     assert "- **within the seed range (noise)**: mixup (+0.00)\n" in table
     assert "- **below the seed range**: pad_one (-1.50)\n" in table
     assert "best_combination (" not in table
+    assert "Seed-to-seed spread of bireal (2 seeds)" in table
+    del suite.BASELINE  # a suite without a baseline: no seed range, no verdicts
+    write_results("t", suite, rows, 9, str(md), str(png))
+    assert "Seed-to-seed" not in md.read_text() and "above the seed range" not in md.read_text()
 
 
 def test_each_single_trick_changes_exactly_what_it_names(tmp_path):
