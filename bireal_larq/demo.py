@@ -38,7 +38,7 @@ from absl import flags
 from bireal_larq import cli
 from bireal_larq.cli import parser_for
 from bireal_larq.export import read_report
-from bireal_larq.utils import atomic_path
+from bireal_larq.utils import atomic_path, cpu_model
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
@@ -206,13 +206,7 @@ def study_rows(run_config: dict, root: str = ROOT) -> tuple[dict | None, str]:
 
 def host() -> dict:
     """This machine, for the report: architecture, CPU model, CPU count, load average."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         load = os.getloadavg()[0]
     except OSError:

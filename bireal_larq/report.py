@@ -264,6 +264,15 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str) -> str:
+    """Lays out ``fig``, writes it to ``path`` as a PNG (atomically) and closes it."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    _pyplot().close(fig)
+    return path
+
+
 def _percent(p: float) -> str:
     return f"{100 * p:.0f} %" if p >= 0.01 else "<1 %"
 
@@ -323,11 +332,7 @@ def plot_predictions(images, labels: Sequence[int], top: Sequence[Sequence[tuple
                           fontweight="bold", labelpad=2)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_confusion(matrix, class_names: Sequence[str], path: str, title: str = "") -> str:
@@ -354,11 +359,7 @@ def plot_confusion(matrix, class_names: Sequence[str], path: str, title: str = "
     ax.set_ylabel("true class")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 # ----------------------------------------------------------------------- the model's figures

@@ -23,7 +23,7 @@ from absl import flags
 
 from bireal_larq import cli
 from bireal_larq.cli import fail, parser_for
-from bireal_larq.utils import WriteError, atomic_path, write_failed
+from bireal_larq.utils import WriteError, atomic_path, cpu_model, write_failed
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
 FLAGS = flags.FlagValues()
@@ -156,16 +156,7 @@ RECHECK_TOLERANCE = 0.0005  # 0.05 points of top-1
 
 def _machine() -> str:
     """The CPU model and core count, for the header of a measured table."""
-    import platform
-
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        model = names[0] if names else model
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
+    return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
 def _suite_entries(suite_module, runs_dir: str, only: list[str] | None) -> list:

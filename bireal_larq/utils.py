@@ -1,10 +1,24 @@
-"""Small shared pieces with no TensorFlow: atomic writes and the error a failed write raises."""
+"""Small shared pieces with no TensorFlow: atomic writes, the error a failed write raises, the
+host's CPU model."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import platform
 from collections.abc import Iterator
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows of it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 class WriteError(OSError):

@@ -58,17 +58,11 @@ def _cases(junit_xml: str) -> list[dict]:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(
-                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                cpu,
-            )
-    except OSError:
-        pass
+    from bireal_larq.utils import cpu_model
+
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{cpu}, {os.cpu_count()} cores, {platform.platform()}; load average at the end {load}"
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}; load average at "
+            f"the end {load}")
 
 
 def render(cases: list[dict], command: str, started: str, minutes: float, commit: str) -> str:

@@ -179,18 +179,34 @@ def test_several_kills_in_a_row_across_stages_end_like_an_uninterrupted_run(tmp_
     done = run_train(*args, f"--output_dir={reference}", timeout=EXIT_BOUND)
     assert done.returncode == 0, done.stderr[-3000:]
 
+    # Kills at moments of the run's own progress (the clock alone misses them on a slow or
+    # busy host), each a random fraction of a second after: just after the first resume point
+    # of stage 1, after its first epoch's checkpoint, between the stages (stage 1 done) and
+    # inside stage 2 after its first resume point.
+    def exists(*parts):
+        return lambda: os.path.exists(os.path.join(killed, "stages", *parts))
+
+    moments = [
+        exists("01_twin", "backup"),
+        exists("01_twin", "checkpoints", "epoch_001.weights.h5"),
+        exists("01_twin", "stage.json"),
+        exists("02_binary", "backup"),
+    ]
     rng = random.Random(0)
     kills = 0
-    for _ in range(6):  # random moments: start-up, mid-epoch, checkpoint writes, stage change
+    for reached in moments:
         process = _start(*args, f"--output_dir={killed}")
-        time.sleep(rng.uniform(4.0, 14.0))
-        if process.poll() is not None:
+        deadline = time.time() + EXIT_BOUND
+        while not reached() and process.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.0))
+        if process.poll() is not None:  # finished before the moment came: nothing to kill
             out, err = process.communicate()
             assert process.returncode == 0, err[-3000:]
-            break
+            continue
         _kill(process)
         kills += 1
-    assert kills >= 3
+    assert kills >= 3, kills
     final = run_train(*args, f"--output_dir={killed}", timeout=EXIT_BOUND)
     assert final.returncode == 0, final.stderr[-3000:]
     assert "resuming at epoch" in final.stdout or "finished earlier" in final.stdout
