@@ -14,14 +14,25 @@ table rates each model by its best round (this host's rounds fall into a fast an
 mode), with the median beside it, and the ratios compare best rounds. ``--xla=off,on`` times
 every model also with XLA-compiled train steps (``TrainConfig.jit_compile``), ratios within
 each mode. Results are ratios on this host only.
+
+``--trainer_cost`` measures the trainer itself instead (:func:`trainer_cost`)::
+
+    .venv/bin/python benchmarks/training.py --trainer_cost --rounds=3 \
+        --out=benchmarks/results/trainer_cost.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import json
 import os
+import platform
+import shutil
 import statistics
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -111,6 +122,180 @@ def render_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+TRAINER_COST_STEPS = (40, 640)  # default step counts: their difference is the marginal steps
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cost_config(steps: int, per_execution: int, batch: int, examples: int):
+    from bireal_larq.training import StageConfig, TrainConfig
+
+    shape = (16, 16, 3)
+    return TrainConfig(
+        model="birealnet18_small",
+        dataset="synthetic",
+        model_overrides={"base_filters": 16},
+        input_shape=shape,
+        num_classes=10,
+        dataset_kwargs={"image_shape": shape,
+                        "num_examples": {"train": examples, "test": 64}},
+        batch_size=batch,
+        steps_per_epoch=steps,
+        validation_steps=1,
+        steps_per_execution=per_execution,
+        stages=(StageConfig("train", 1),),
+    )
+
+
+def _run_trainer(steps: int, per_execution: int, batch: int, examples: int) -> float:
+    """Seconds of one ``run_training`` call of one epoch of ``steps`` steps, every default
+    callback on (progress lines: stdout is not a terminal here)."""
+    from bireal_larq.training import run_training
+
+    directory = tempfile.mkdtemp(prefix="trainer_cost_")
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            start = time.perf_counter()
+            run_training(_cost_config(steps, per_execution, batch, examples), directory,
+                         verbose=1)
+            return time.perf_counter() - start
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+        tf.keras.backend.clear_session()
+
+
+def _run_bare(steps: int, per_execution: int, batch: int, examples: int) -> float:
+    """Seconds of the same model, optimizer and input pipeline in a plain ``model.fit``
+    (no callbacks, no validation, nothing written), model building included as in the
+    trainer's call."""
+    from bireal_larq.training import compile_for_recipe, get_strategy
+    from bireal_larq.training.data import stage_data
+
+    config = _cost_config(steps, per_execution, batch, examples)
+    stage = config.stages[0]
+    try:
+        start = time.perf_counter()
+        tf.keras.utils.set_random_seed(config.seed)
+        data = stage_data(config, stage, get_strategy("one_device"))
+        model = create_model(config.model, input_shape=config.input_shape,
+                             num_classes=config.num_classes, **config.model_overrides)
+        trainer = compile_for_recipe(model, stage, batch_size=batch,
+                                     steps_per_epoch=data.steps_per_epoch,
+                                     steps_per_execution=min(per_execution, steps))
+        trainer.fit(data.train, epochs=1, steps_per_epoch=data.steps_per_epoch, verbose=0)
+        return time.perf_counter() - start
+    finally:
+        tf.keras.backend.clear_session()
+
+
+def trainer_cost(
+    rounds: int, batch: int, per_executions: list[int], step_counts=TRAINER_COST_STEPS
+) -> dict:
+    """Marginal milliseconds per step of the full trainer (``run_training`` with every default
+    callback) and of a bare ``model.fit`` of the same model, optimizer and pipeline, at each
+    ``steps_per_execution``.
+
+    Each variant runs one epoch of each of ``step_counts`` steps; the difference of
+    the two times over the difference of the steps is the marginal time per step, from which
+    start-up (building, tracing, validation, writing files) drops out. Rounds interleave every
+    variant and step count; the table rates each variant by its best round (interference on a
+    shared machine only slows a round down), the median beside it.
+    """
+    low, high = step_counts
+    samples: dict[str, list[float]] = {}
+    runners = {"trainer (run_training)": _run_trainer, "bare model.fit": _run_bare}
+    for run in runners.values():  # warm-up: the process's first-time costs
+        run(low, per_executions[0], batch, batch * high)
+    for _ in range(rounds):
+        for k in per_executions:
+            for name, run in runners.items():
+                seconds = {steps: run(steps, k, batch, batch * high) for steps in (low, high)}
+                ms = 1000 * (seconds[high] - seconds[low]) / (high - low)
+                samples.setdefault(f"{name}|{k}", []).append(ms)
+                print(f"{name}, steps_per_execution {k}: {ms:.2f} ms/step "
+                      f"({seconds[low]:.1f} s / {seconds[high]:.1f} s)", file=sys.stderr,
+                      flush=True)
+    results = []
+    for key, values in samples.items():
+        name, k = key.split("|")
+        results.append({"variant": name, "steps_per_execution": int(k), "ms_per_step": values,
+                        "best_ms": min(values), "median_ms": statistics.median(values)})
+    return {"marginal_steps": high - low, "step_counts": [low, high], "rounds": rounds,
+            "batch": batch, "results": results}
+
+
+def render_cost_table(report: dict) -> str:
+    """The trainer-cost table: ms/step and images/s (best round), median, trainer vs bare."""
+    rows = {(r["variant"], r["steps_per_execution"]): r for r in report["results"]}
+    lines = ["| steps_per_execution | variant | ms/step (best) | ms/step (median) | images/s "
+             "(best) | trainer overhead vs bare fit |", "| --- | --- | --- | --- | --- | --- |"]
+    for (name, k), r in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0] != "bare "
+                                                               "model.fit")):
+        bare = rows.get(("bare model.fit", k))
+        overhead = ""
+        if bare and name != "bare model.fit":
+            overhead = f"{100 * (r['best_ms'] / bare['best_ms'] - 1):+.1f} %"
+        lines.append(f"| {k} | {name} | {r['best_ms']:.2f} | {r['median_ms']:.2f} | "
+                     f"{1000 * report['batch'] / r['best_ms']:.0f} | {overhead} |")
+    return "\n".join(lines)
+
+
+def _trainer_cost_main(args) -> None:
+    started = time.time()
+    load = [round(x, 2) for x in os.getloadavg()]
+    per_executions = [int(k) for k in args.steps_per_execution.split(",")]
+    low, high = (int(n) for n in args.cost_steps.split(","))
+    if not 0 < low < high:
+        raise SystemExit(f"--cost_steps={args.cost_steps!r} is invalid; valid: two step counts "
+                         "0 < low < high, e.g. 40,640")
+    report = trainer_cost(args.rounds, args.batch, per_executions, (low, high))
+    report.update(
+        command=" ".join([os.path.relpath(sys.executable), *sys.argv]),
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        seconds=time.time() - started,
+        machine={"cpu": _cpu_model(), "machine": platform.machine(),
+                 "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                 "load_average_start": load,
+                 "load_average_end": [round(x, 2) for x in os.getloadavg()]},
+        versions={"python": platform.python_version(), "tensorflow": tf.__version__},
+    )
+    report["table"] = render_cost_table(report)
+    m = report["machine"]
+    low, high = report["step_counts"]
+    markdown = "\n".join([
+        "# The trainer's own cost",
+        "",
+        f"- Command: `{report['command']}`",
+        f"- Date: {report['date']} ({report['seconds'] / 60:.1f} min)",
+        f"- Machine: {m['cpu']} ({m['machine']}), {m['cpu_count']} cores, {m['platform']}; "
+        f"load average at the start {' / '.join(map(str, m['load_average_start']))}, at the "
+        f"end {' / '.join(map(str, m['load_average_end']))}",
+        f"- Python {report['versions']['python']}, TensorFlow {report['versions']['tensorflow']}",
+        f"- `birealnet18_small`, base_filters 16, 16x16x3 synthetic images, 10 classes, batch "
+        f"{report['batch']}, Adam; marginal time per step = (time of {high} steps - time of "
+        f"{low} steps) / {high - low}, one epoch per call; {report['rounds']} interleaved "
+        "rounds, best and median",
+        "",
+        report["table"],
+        "",
+    ])
+    print(markdown)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.splitext(args.out)[0] + ".md", "w", encoding="utf-8") as f:
+        f.write(markdown)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="224,32", help="input sizes, comma separated")
@@ -127,7 +312,19 @@ def main() -> None:
     parser.add_argument("--table_from", default=None, help="render the table of an earlier "
                         "run's --out file from its samples (printed and stored back in the "
                         "file) and measure nothing")
+    parser.add_argument("--trainer_cost", action="store_true", help="measure the trainer's own "
+                        "cost instead: run_training vs a bare model.fit, marginal ms per step "
+                        "(--rounds, --batch, --steps_per_execution, --out; .md beside --out)")
+    parser.add_argument("--steps_per_execution", default="1,16",
+                        help="with --trainer_cost: the values to compare, comma separated")
+    parser.add_argument("--cost_steps", default=",".join(map(str, TRAINER_COST_STEPS)),
+                        help="with --trainer_cost: the two step counts (low,high)")
     args = parser.parse_args()
+    if args.trainer_cost:
+        if args.batch == parser.get_default("batch"):
+            args.batch = 8  # the size where host overhead dominates on a CPU
+        _trainer_cost_main(args)
+        return
     if args.table_from:
         with open(args.table_from, encoding="utf-8") as f:
             saved = json.load(f)

@@ -39,7 +39,11 @@ from bireal_larq.training import (
     list_experiments,
     run_training,
 )
-from bireal_larq.training.config import STRATEGIES, OptimizerConfig
+from bireal_larq.training.config import (
+    DEFAULT_STEPS_PER_EXECUTION,
+    STRATEGIES,
+    OptimizerConfig,
+)
 from bireal_larq.training.recipes import with_epochs
 from bireal_larq.utils import WriteError
 
@@ -87,6 +91,15 @@ flags.DEFINE_boolean(
 flags.DEFINE_integer(
     "backup_every_steps", None, "Backup (resume point) frequency in steps.", flag_values=FLAGS
 )
+flags.DEFINE_string(
+    "steps_per_execution",
+    None,
+    "Training steps per call into TensorFlow: an int >= 1, or 'auto' for the device's default ("
+    + ", ".join(f"{v} on {k.upper()}" for k, v in DEFAULT_STEPS_PER_EXECUTION.items())
+    + "). Batch callbacks run once per execution: --backup_every_steps is rounded up to a "
+    "multiple of it. Default: the experiment's (auto unless it says otherwise).",
+    flag_values=FLAGS,
+)
 flags.DEFINE_boolean(
     "skip_corrupt",
     None,
@@ -129,6 +142,21 @@ def _with_learning_rate(stages, learning_rate: float):
         )
         for i, s in enumerate(stages)
     )
+
+
+def _steps_per_execution(value: str) -> int | None:
+    """The ``--steps_per_execution`` value: None for "auto", else a positive int."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(
+            f"--steps_per_execution={value!r} is invalid; valid: 'auto' or an int >= 1"
+        )
+    return number
 
 
 def config_from_flags() -> TrainConfig:
@@ -178,6 +206,10 @@ def config_from_flags() -> TrainConfig:
             raise ValueError(
                 f"--max_skip_fraction={FLAGS.max_skip_fraction} is out of range; valid: [0, 1]"
             )
+    if FLAGS.steps_per_execution is not None:  # "auto" is None, which replace() would skip
+        config = dataclasses.replace(
+            config, steps_per_execution=_steps_per_execution(FLAGS.steps_per_execution)
+        )
     return config.replace(
         stages=stages,
         dataset=FLAGS.dataset,

@@ -30,20 +30,25 @@ try:
     check_batch_size(strategy, 15)
 except ValueError as err:
     print("ODD BATCH:", err)
-config = get_experiment(sys.argv[1]).replace(strategy="mirrored", steps_per_epoch=3)
+# 2 steps per execution over 3-step epochs: a full execution, then a partial one
+config = get_experiment(sys.argv[1]).replace(
+    strategy="mirrored", steps_per_epoch=3, steps_per_execution=2
+)
 summary = run_training(config, sys.argv[2], verbose=0)
 print("SUMMARY", json.dumps(summary))
 """
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    experiment = write_experiment(tmp_path, epochs=1)
+    experiment = write_experiment(tmp_path, epochs=2)
     result = run_python(MIRRORED, experiment, str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ODD BATCH: batch_size=15 is not divisible by the 2 replicas" in result.stdout
     summary = json.loads(result.stdout.split("SUMMARY", 1)[1])
     assert summary["replicas"] == 2
     assert np.isfinite(summary["loss"])
+    assert summary["stages"][0]["steps_per_execution"] == 2
+    assert summary["train_images"] == 2 * 3 * 16  # every step of both epochs, counted once
 
 
 RESUME = """
@@ -121,6 +126,7 @@ def test_two_multi_worker_processes_end_with_identical_weights(tmp_path):
                     f"--output_dir={run_dir}",
                     "--strategy=multi_worker",
                     "--steps_per_epoch=4",
+                    "--steps_per_execution=2",  # resume points (every step) every 2
                 ),
                 cwd=ROOT,
                 env=env(TF_CONFIG=json.dumps(tf_config)),
@@ -146,7 +152,8 @@ def test_two_multi_worker_processes_end_with_identical_weights(tmp_path):
     for name in chief:
         np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
     with open(os.path.join(run_dir, "summary.json")) as f:
-        assert json.load(f)["replicas"] == 2
+        summary = json.load(f)
+    assert summary["replicas"] == 2 and summary["stages"][0]["steps_per_execution"] == 2
 
 
 CENTERS = """

@@ -466,7 +466,6 @@ def numpy_run(outputs):
             "inputs": [t.numpy() for t in inputs]}
 
 
-@pytest.mark.slow
 def test_model_forward_and_gradients_under_xla_match_graph():
     reference = float32_reference("bireal")
     name, overrides = VARIANTS["bireal"]
@@ -548,7 +547,6 @@ def test_case_optimizer_updates_under_xla_match_graph():
     assert 0 < flipped < binary  # Bop decided both ways
 
 
-@pytest.mark.slow
 def test_bop_training_steps_under_xla_match_graph():
     """Two full training steps (forward, backward, Bop/Adam update) with and without XLA;
     the XLA run's signs pinned to the graph run's at each step."""

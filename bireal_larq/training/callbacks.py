@@ -24,46 +24,136 @@ def assert_finite(model: tf.keras.Model) -> None:
     training calls it before every weights file and resume point it writes."""
     bad = [w.name for w in model.weights if not np.all(np.isfinite(w.numpy()))]
     if bad:
-        raise NonFiniteLossError(f"Refusing to save non-finite weights ({bad[:5]} ...)")
+        raise NonFiniteLossError(
+            f"Weights became NaN or infinite ({bad[:5]} ...): training stopped; refusing to "
+            "save them"
+        )
+
+
+def _is_finite(value) -> bool:
+    """Whether a logged value (a tensor, NumPy value or float) is finite; reads it."""
+    return bool(np.all(np.isfinite(np.asarray(value))))
+
+
+def _wait_for(logs) -> None:
+    """Blocks until the step that produced ``logs`` has finished on its device (reads one
+    value; the device runs the steps in order)."""
+    for value in (logs or {}).values():
+        if hasattr(value, "numpy"):
+            value.numpy()
+            return
 
 
 class FailOnNonFinite(tf.keras.callbacks.Callback):
-    """Stops training with :class:`NonFiniteLossError` as soon as the loss is not finite.
+    """Stops training with :class:`NonFiniteLossError` once the loss is not finite, without
+    making the host wait for the device.
 
-    Unlike Keras' ``TerminateOnNaN`` it raises, so the process fails, and it must come
-    before any checkpointing callback: those never run for the broken batch.
+    The logged loss is the running mean of the epoch so far (the loss metric's total over its
+    count), so it stays non-finite from the first non-finite step to the end of the epoch:
+    checking it once per execution covers every step of it. An execution's loss is read when
+    the next execution has ended, by which time it has been computed, so the host does not
+    wait for the device; after an epoch's last step, whose logs Keras reads anyway, the
+    latest loss is checked (before validation and the epoch-end checkpoints). Unlike Keras'
+    ``TerminateOnNaN`` it raises, so the process fails, and it must come before any
+    checkpointing callback. Saving is guarded separately: every writer checks the weights
+    themselves (:func:`assert_finite`), which also catches an update that overflowed while
+    its loss was still finite, and a non-finite step not yet checked here.
     """
 
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
+    def __init__(self):
+        super().__init__()
+        self._supports_tf_logs = True  # logs stay tensors: no NumPy conversion per step
+        self._epoch = 0
+        self._pending = None  # (last step of an execution, its loss) not checked yet
+
+    def _check(self, where: str, loss) -> None:
+        if loss is not None and not _is_finite(loss):
             raise NonFiniteLossError(
-                f"Loss is {float(loss)} at batch {batch}: training stopped; no checkpoint of "
-                "this state was written"
+                f"Loss is {float(np.asarray(loss))} {where}: training stopped; no checkpoint "
+                "of this state was written"
             )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._pending = epoch, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._pending is not None:
+            step, loss = self._pending
+            self._check(f"at batch {step} of epoch {self._epoch + 1} or before it", loss)
+        loss = (logs or {}).get("loss")
+        self._pending = None if loss is None else (batch, loss)
+        steps = (self.params or {}).get("steps")
+        if steps is not None and batch + 1 >= steps:  # Keras reads these logs next anyway
+            self._pending = None
+            self._check(f"in epoch {self._epoch + 1}", loss)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._pending = None
+        self._check(f"in epoch {epoch + 1}", (logs or {}).get("loss"))
 
 
 class SafeBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore with a resume point at every epoch's end as well, and never
-    of non-finite weights.
+    """Keras' BackupAndRestore counting steps, not executions; with a resume point at every
+    epoch's end as well; and never of non-finite weights.
 
-    With ``save_freq`` a number of steps, Keras backs up only every ``save_freq`` steps, so a
-    run killed after an epoch ended could restart that epoch. Here the end of every epoch is
-    a resume point too: Keras' counters then hold the epoch's last batch, which its restore
-    reads as "continue at the next epoch, step 0". A batch whose update overflowed still
-    reports the finite loss computed before the update, so the weights themselves are checked
-    before each backup.
+    With ``steps_per_execution`` k, Keras calls the batch hooks once per execution with the
+    execution's last step, and its own counter counts executions. Here ``save_freq`` counts
+    steps and a backup records the last step of the execution it follows, the step the
+    weights are at (Keras' records the first one, where its counters were set), so a resume
+    continues at the next step exactly. Backups are taken at execution ends only: with a
+    ``save_freq`` that is a multiple of k (``backup_interval``) they fall every ``save_freq``
+    steps, after checking the logged loss (the epoch's running mean) as well as the weights.
+    The end of every epoch is a resume point too (the epoch's last step, which Keras'
+    restore reads as "continue at the next epoch, step 0"): without it a run killed after an
+    epoch ended could restart that epoch. A step whose update overflowed still reports the
+    finite loss computed before the update, so the weights themselves are checked before
+    each backup.
     """
 
+    def __init__(self, backup_dir, save_freq="epoch", **kwargs):
+        super().__init__(backup_dir, save_freq=save_freq, **kwargs)
+        self._execution_start = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        super().on_train_batch_begin(batch, logs)
+        self._execution_start = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch" or not self.save_freq:
+            super().on_train_batch_end(batch, logs)
+            return
+        self._training_state.backup_if_preempted()
+        self._batches_count += batch - self._execution_start + 1  # the execution's steps
+        if self._batches_count >= self.save_freq:
+            self._batches_count = 0
+            loss = (logs or {}).get("loss")  # a backup waits for the device anyway
+            if loss is not None and not _is_finite(loss):
+                raise NonFiniteLossError(
+                    f"Loss is {float(np.asarray(loss))} at batch {batch} of epoch "
+                    f"{self._current_epoch + 1} or before it: training stopped; no checkpoint "
+                    "of this state was written"
+                )
+            self._backup(epoch=self._current_epoch, batch=batch)
+
     def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if self.save_freq != "epoch":
-            self._batches_count = 0  # the next step-count backup is save_freq steps from here
-            self._backup(epoch=epoch)
+        if self.save_freq == "epoch":
+            super().on_epoch_end(epoch, logs)
+            return
+        self._batches_count = 0  # the next step-count backup is save_freq steps from here
+        self._backup(epoch=epoch, batch=self.params["steps"] - 1)
 
     def _backup(self, epoch, batch=0):
         assert_finite(self.model)
+        state = self._training_state
+        state._ckpt_saved_epoch.assign(epoch)
+        state._ckpt_saved_batch.assign(batch)
         super()._backup(epoch, batch)
+
+
+def backup_interval(every_steps: int, steps_per_execution: int) -> int:
+    """``every_steps`` rounded up to a multiple of ``steps_per_execution``: resume points can
+    only be taken between executions."""
+    return -(-every_steps // steps_per_execution) * steps_per_execution
 
 
 class EpochCheckpoint(tf.keras.callbacks.Callback):
@@ -71,6 +161,7 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
 
     def __init__(self, student: tf.keras.Model, directory: str, keep: int = 3):
         super().__init__()
+        self._supports_tf_logs = True  # reads no logs
         self.student = student
         self.directory = directory
         self.keep = keep
@@ -86,22 +177,53 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
 
 
 class Throughput(tf.keras.callbacks.Callback):
-    """Measures training images per second over the batches run by this process."""
+    """Training images per second, measured over windows rather than per step.
+
+    A window runs from the start of an epoch's first training step (the first after a
+    resume point, in a resumed epoch) to the end of its last one, which it waits for on the
+    device, once per epoch; it closes early when validation starts or the epoch ends
+    otherwise. It holds the steps, their wait for the input pipeline and whatever the
+    callbacks do between steps (progress lines, resume points written at step counts), but
+    not validation or the epoch-end checkpoints. ``images`` counts the steps of closed
+    windows times ``batch_size``; ``seconds`` adds up their lengths.
+    """
+
+    clock = staticmethod(time.perf_counter)  # the time source (a test can replace it)
 
     def __init__(self, batch_size: int):
         super().__init__()
+        self._supports_tf_logs = True  # waits for the device once per window only
         self.batch_size = batch_size
         self.images = 0
         self.seconds = 0.0
-        self._start = None
+        self._start = None  # perf_counter() at the window's start; None: no open window
+        self._steps = 0  # steps in the open window
+        self._execution_start = 0
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
+        if self._start is None:
+            self._start, self._steps = self.clock(), 0
+        self._execution_start = batch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._start is not None:
-            self.seconds += time.perf_counter() - self._start
-            self.images += self.batch_size
+        self._steps += batch - self._execution_start + 1
+        steps = (self.params or {}).get("steps")
+        if steps is not None and batch + 1 >= steps:  # the epoch's last step
+            _wait_for(logs)
+            self._close()
+
+    def on_test_begin(self, logs=None):
+        self._close()  # Keras has read the epoch's logs already: the steps are done
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._close()
+
+    def _close(self) -> None:
+        if self._start is None:
+            return
+        self.seconds += self.clock() - self._start
+        self.images += self._steps * self.batch_size
+        self._start = None
 
     @property
     def images_per_second(self) -> float:
@@ -165,11 +287,14 @@ class LineProgress(tf.keras.callbacks.Callback):
     """Progress as plain lines every ``interval`` seconds, for logs and pipes.
 
     Keras' progress bar redraws one line with carriage returns; written to a file or a pipe
-    (``make demo``, CI, a cluster job log) it shows nothing until the epoch ends.
+    (``make demo``, CI, a cluster job log) it shows nothing until the epoch ends. Keras calls
+    it once per execution (``steps_per_execution`` steps); it reads the logs (waiting for the
+    device) only when it prints.
     """
 
     def __init__(self, steps_per_epoch: int, epochs: int, interval: float = 15.0, stream=None):
         super().__init__()
+        self._supports_tf_logs = True  # logs stay tensors until a line is printed
         self.steps, self.epochs, self.interval = steps_per_epoch, epochs, interval
         self.stream = stream or sys.stdout
         self._epoch = 0

@@ -288,6 +288,7 @@ def compile_for_recipe(
     teacher: tf.keras.Model | None = None,
     refinery: tf.keras.Model | None = None,
     jit_compile: bool = False,
+    steps_per_execution: int = 1,
 ) -> RecipeModel:
     """Compiles ``model`` for one recipe stage; ``.fit`` on the result trains ``model``.
 
@@ -302,6 +303,8 @@ def compile_for_recipe(
         teacher: the teacher for distillation when ``stage.loss`` asks for one.
         refinery: the label-refinery model when ``stage.loss.refinery`` is set.
         jit_compile: compile the train step with XLA.
+        steps_per_execution: training steps per call into TensorFlow (Keras' own argument);
+            every part of the objective works step by step inside an execution.
 
     Returns:
         The compiled :class:`RecipeModel`.
@@ -321,5 +324,12 @@ def compile_for_recipe(
     optimizer = build_optimizer(stage, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
     if tf.keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
-    trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
+    if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) or (
+            steps_per_execution < 1):
+        raise ValueError(
+            f"steps_per_execution={steps_per_execution!r} is invalid; valid: an int >= 1"
+        )
+    trainer.compile(
+        optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=steps_per_execution
+    )
     return trainer

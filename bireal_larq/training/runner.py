@@ -39,7 +39,12 @@ from bireal_larq.models import (
 from bireal_larq.models.config import BiRealConfig, real_valued_twin
 from bireal_larq.runs import FINAL_WEIGHTS, RUN_CONFIG, jsonable, write_run_config
 from bireal_larq.training import callbacks as cb
-from bireal_larq.training.config import StageConfig, TeacherConfig, TrainConfig
+from bireal_larq.training.config import (
+    DEFAULT_STEPS_PER_EXECUTION,
+    StageConfig,
+    TeacherConfig,
+    TrainConfig,
+)
 from bireal_larq.training.data import (
     DatasetFn,
     dataset_info,
@@ -63,8 +68,9 @@ SUMMARY = "summary.json"
 STAGE_WEIGHTS = "stage.weights.h5"
 STAGE_DONE = "stage.json"
 # How a CorruptImageError raised in the input pipeline reads inside a TF op error.
-# Keys of config.json that may change between a run and its resumption.
-_VOLATILE = ("overwrite",)
+# Keys of config.json that may change between a run and its resumption: steps_per_execution
+# moves where the run can stop, not the steps it runs.
+_VOLATILE = ("overwrite", "steps_per_execution")
 
 
 class RunDirectoryConflict(ValueError):
@@ -222,6 +228,21 @@ def _save_finite(model: tf.keras.Model, path: str) -> None:
     save_weights(model, path)
 
 
+def device_kind(strategy: tf.distribute.Strategy) -> str:
+    """"tpu", "gpu" or "cpu": the kind of device ``strategy`` trains on."""
+    if any(c.__name__.startswith("TPUStrategy") for c in type(strategy).__mro__):
+        return "tpu"  # TPUStrategy and its experimental / V1 forms
+    return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+
+
+def resolve_steps_per_execution(config: TrainConfig, strategy: tf.distribute.Strategy) -> int:
+    """``config.steps_per_execution``, or when it is None the default of the device kind
+    (``DEFAULT_STEPS_PER_EXECUTION``: 1 on CPU, 20 on GPU, 100 on TPU)."""
+    if config.steps_per_execution is not None:
+        return config.steps_per_execution
+    return DEFAULT_STEPS_PER_EXECUTION[device_kind(strategy)]
+
+
 def _resume_point(backup_dir: str) -> tuple[int, int] | None:
     """The (epoch, batch) of the newest backup, both 0-based (Keras' own counters), or None."""
     checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
@@ -285,8 +306,13 @@ def _run_stage(
     # Steps per epoch must be known before the data (the skip) and the schedule.
     probe = stage_data(config, stage, strategy, dataset_fn=dataset_fn)
     point = _resume_point(backup_dir)
+    # Keras never runs an execution across an epoch's end, and takes resume points between
+    # executions only.
+    per_execution = min(resolve_steps_per_execution(config, strategy), probe.steps_per_epoch)
+    backup_every = cb.backup_interval(config.backup_every_steps, per_execution)
     print(_resume_message(stage, index, len(config.stages), point, probe.steps_per_epoch,
-                          attempted, backup_dir, config.backup_every_steps))
+                          attempted, backup_dir, backup_every))
+    # The resume point is the last step of an execution: the next step is the first not run.
     skip = 0
     if point is not None and config.exact_resume:
         skip = point[0] * probe.steps_per_epoch + point[1] + 1
@@ -323,6 +349,7 @@ def _run_stage(
             teacher=teacher,
             refinery=refinery,
             jit_compile=config.jit_compile,
+            steps_per_execution=per_execution,
         )
 
     throughput = cb.Throughput(config.batch_size)
@@ -332,16 +359,15 @@ def _run_stage(
         tf.keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
         tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs", stage.name)),
         # After the epoch's checkpoint and history row: its epoch-end resume point comes last.
-        cb.SafeBackupAndRestore(
-            backup_dir, save_freq=config.backup_every_steps, delete_checkpoint=False
-        ),
+        cb.SafeBackupAndRestore(backup_dir, save_freq=backup_every, delete_checkpoint=False),
         throughput,
     ]
     print(
         f"[{stage.name}] {stage.epochs} epochs x "
         f"{data.steps_per_epoch} steps, batch {config.batch_size}, "
         f"lr {stage.optimizer.scaled_learning_rate(config.batch_size):g} "
-        f"({stage.optimizer.name})"
+        f"({stage.optimizer.name}), {per_execution} step(s) per execution, resume points "
+        f"every {backup_every} steps and at each epoch's end"
     )
     if verbose == 1 and not sys.stdout.isatty():
         # Not a terminal: plain progress lines instead of a bar that never shows.
@@ -363,6 +389,7 @@ def _run_stage(
         "stage": stage.name,
         "epochs": stage.epochs,
         "steps_per_epoch": data.steps_per_epoch,
+        "steps_per_execution": per_execution,
         "model_overrides": overrides,
         "wall_time_s": time.time() - started,
         # Training batches run by this call (a resumed stage: those after the resume point)
@@ -549,10 +576,12 @@ def train_throughput(stages: list[dict[str, Any]], batch_size: int) -> dict[str,
     """``train_images`` (every stage's training images), ``train_seconds`` and
     ``train_images_per_s`` = train_images / train_seconds.
 
-    The seconds are those of the training batches only: from each batch's start to its end as
-    the callbacks see it, i.e. the training step with its wait for the input pipeline and the
-    resume points written at step counts. Validation, epoch-end checkpoints, building the
-    model and preparing the data are not included (a stage's ``wall_time_s`` includes them).
+    The seconds are those of training only, measured over windows (``callbacks.Throughput``):
+    from the start of each epoch's first training step to the end of its last, waited for on
+    the device, i.e. the training steps with their wait for the input pipeline and what the
+    callbacks do between them (progress lines, resume points written at step counts).
+    Validation, epoch-end checkpoints, building the model and preparing the data are not
+    included (a stage's ``wall_time_s`` includes them).
     A stage's record that holds only its rate (``train_images_per_s``) counts its
     epochs x steps_per_epoch x batch_size images at that rate.
     """
