@@ -45,3 +45,41 @@ def test_throughput_counts_every_step_of_an_execution_over_windows():
     assert throughput.seconds > 0
     assert throughput.images_per_second == throughput.images / throughput.seconds
     assert throughput._supports_tf_logs and LineProgress(1, 1)._supports_tf_logs
+
+
+def _drawn(ax) -> bool:
+    """Whether an axis shows data: a line through two finite points, or a marker at one."""
+    for line in ax.get_lines():
+        finite = int(np.isfinite(np.asarray(line.get_ydata(), dtype=float)).sum())
+        if finite >= 2 or (finite >= 1 and line.get_marker() not in (None, "None", "", " ")):
+            return True
+    return False
+
+
+def test_curves_of_a_one_epoch_run_show_data(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from bireal_larq.training.callbacks import history_figure
+
+    row = {"stage": "binary", "loss": "1.2", "top1": "0.6", "val_loss": "1.1", "val_top1": "0.7"}
+    for points in ((), [(0.5, 1.8, 0.3), (1.0, 1.2, 0.6)]):  # epoch ends only, and within
+        fig = history_figure([row], points)
+        assert all(_drawn(ax) for ax in fig.axes[:2])
+        plt.close(fig)
+
+
+def test_training_points_are_recorded_within_epochs_and_drawn(tmp_path):
+    from bireal_larq.training.callbacks import TrainingPoints, history_figure, read_points
+
+    path = str(tmp_path / "points.csv")
+    model = tf.keras.Sequential([tf.keras.layers.Dense(2, input_shape=(3,))])
+    model.compile("sgd", "mse", metrics=[tf.keras.metrics.MeanAbsoluteError(name="top1")],
+                  steps_per_execution=2)
+    x, y = np.ones((16, 3), "float32"), np.zeros((16, 2), "float32")
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0,
+              callbacks=[TrainingPoints(path, steps_per_epoch=8, per_epoch=4)])
+    points = read_points(path, offset=1.0, steps_per_epoch=8)  # the run's second epoch
+    assert [p[0] for p in points] == [1.25, 1.5, 1.75, 2.0]
+    assert all(np.isfinite(p[1]) and np.isfinite(p[2]) for p in points)
+    fig = history_figure([], points)  # no epoch row yet: the points alone show the run
+    assert all(_drawn(ax) for ax in fig.axes[:2])

@@ -255,8 +255,53 @@ def read_history(path: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def plot_history(rows: list[dict[str, str]], path: str) -> str:
-    """Plots loss and top-1 (train and validation) against the run's epoch as a PNG."""
+POINTS = "points.csv"  # a stage's training points within epochs (TrainingPoints)
+
+
+class TrainingPoints(tf.keras.callbacks.Callback):
+    """The training loss and top-1 about ``per_epoch`` times an epoch, for the curves.
+
+    The values are Keras's running means over the epoch so far. Each point is appended to
+    ``path`` (CSV: ``epoch`` from 0, ``step`` within it, ``loss``, ``top1``) at the end of
+    the execution that reaches the next recording step; the logs are read (one wait for the
+    device) only then. Points of an attempt that was interrupted stay in the file.
+    """
+
+    def __init__(self, path: str, steps_per_epoch: int, per_epoch: int = 20):
+        super().__init__()
+        self._supports_tf_logs = True
+        self.path = path
+        self.every = max(1, steps_per_epoch // per_epoch)
+        self._epoch, self._next = 0, self.every
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._next = epoch, self.every
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = batch + 1
+        if step < self._next or not logs or "loss" not in logs:
+            return
+        self._next = (step // self.every + 1) * self.every
+        row = {"epoch": self._epoch, "step": step}
+        for key in ("loss", "top1"):
+            value = logs.get(key)
+            row[key] = "" if value is None else float(np.asarray(value))
+        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def history_figure(rows: list[dict[str, str]], points: list[tuple[float, float, float]] = ()):
+    """The figure of the training curves (loss and top-1 against the run's epochs).
+
+    ``rows``: one per epoch (``history.csv``), drawn with markers at the epoch's end (x = 1,
+    2, ...): training and validation. ``points``: ``(x, loss, top1)`` within epochs (x = 0.5
+    is the middle of the first epoch), a thin line of the running training values. A
+    multi-stage run's stage boundaries are marked and named.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -264,23 +309,59 @@ def plot_history(rows: list[dict[str, str]], path: str) -> str:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     x = list(range(1, len(rows) + 1))
-    for ax, key in zip(axes, ("loss", "top1")):
-        for prefix, style in (("", "-"), ("val_", "--")):
+    for index, (ax, key) in enumerate(zip(axes, ("loss", "top1"), strict=True)):
+        if points:
+            ax.plot([p[0] for p in points], [p[1 + index] for p in points], "-", lw=0.8,
+                    alpha=0.6, color="tab:blue", label=f"train {key} (within epochs)")
+        for prefix, style, color in (("", "o-", "tab:blue"), ("val_", "s--", "tab:orange")):
             values = [float(r[prefix + key]) if r.get(prefix + key) else np.nan for r in rows]
-            ax.plot(x, values, style, label=("validation " if prefix else "train ") + key)
+            ax.plot(x, values, style, color=color, markersize=5,
+                    label=("validation " if prefix else "train ") + key + " (epoch end)")
         ax.set_xlabel("epoch")
+        ax.set_xlim(left=0)
         ax.set_title(key)
-        ax.legend()
         ax.grid(alpha=0.3)
     stages = [r.get("stage") for r in rows]
-    for i in range(1, len(stages)):
-        if stages[i] != stages[i - 1]:
+    for i in range(len(stages)):
+        if stages[i] and (i == 0 or stages[i] != stages[i - 1]) and len(set(stages)) > 1:
             for ax in axes:
-                ax.axvline(i + 0.5, color="grey", lw=0.8)
+                if i:
+                    ax.axvline(i, color="grey", lw=0.8)
+                ax.annotate(stages[i], (i, 1.0), xycoords=("data", "axes fraction"),
+                            xytext=(3, -12), textcoords="offset points", fontsize=8,
+                            color="grey")
+    for ax in axes:
+        ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_history(
+    rows: list[dict[str, str]], path: str, points: list[tuple[float, float, float]] = ()
+) -> str:
+    """Writes :func:`history_figure` to ``path`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = history_figure(rows, points)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def read_points(path: str, offset: float, steps_per_epoch: int) -> list[tuple[float, ...]]:
+    """The points a :class:`TrainingPoints` wrote to ``path`` as ``(x, loss, top1)``, x on the
+    run's epoch axis (the stage starts at ``offset`` epochs), sorted; none when absent."""
+    if not os.path.exists(path):
+        return []
+    points = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            try:
+                x = offset + int(row["epoch"]) + int(row["step"]) / max(steps_per_epoch, 1)
+                points.append((x, float(row["loss"] or "nan"), float(row["top1"] or "nan")))
+            except (KeyError, TypeError, ValueError):  # a line cut short by a kill
+                continue
+    return sorted(points)
 
 
 class LineProgress(tf.keras.callbacks.Callback):

@@ -357,6 +357,7 @@ def _run_stage(
         cb.FailOnNonFinite(),  # first: a broken batch reaches no checkpointing callback
         cb.EpochCheckpoint(model, os.path.join(stage_dir, "checkpoints")),
         tf.keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
+        cb.TrainingPoints(os.path.join(stage_dir, cb.POINTS), data.steps_per_epoch),
         tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs", stage.name)),
         # After the epoch's checkpoint and history row: its epoch-end resume point comes last.
         cb.SafeBackupAndRestore(backup_dir, save_freq=backup_every, delete_checkpoint=False),
@@ -542,9 +543,9 @@ def run_training(
 
     # Float32 variables under any policy: the file loads into a float32 model.
     _save_finite(final["model"], os.path.join(run_dir, FINAL_WEIGHTS))
-    history = _merge_history(run_dir, results)
+    history, points = _merge_history(run_dir, results)
     if history:
-        cb.plot_history(history, os.path.join(run_dir, "curves.png"))
+        cb.plot_history(history, os.path.join(run_dir, "curves.png"), points)
     seconds = sum(r["wall_time_s"] for r in results)
     summary = {
         "model": config.model,
@@ -615,15 +616,21 @@ def _rebuild_final(config, final, strategy, input_shape, num_classes, dataset_fn
     return {"model": model, "trainer": trainer, "data": data}
 
 
-def _merge_history(run_dir: str, results: list[dict[str, Any]]) -> list[dict[str, str]]:
-    rows = []
+def _merge_history(
+    run_dir: str, results: list[dict[str, Any]]
+) -> tuple[list[dict[str, str]], list[tuple[float, ...]]]:
+    """The stages' epoch rows (also written to ``run_dir/history.csv``) and their training
+    points within epochs, on the run's epoch axis."""
+    rows, points = [], []
     for r in results:
-        for row in cb.read_history(os.path.join(r["dir"], "history.csv")):
-            rows.append({"stage": r["stage"], **row})
+        stage_rows = cb.read_history(os.path.join(r["dir"], "history.csv"))
+        points += cb.read_points(os.path.join(r["dir"], cb.POINTS), len(rows),
+                                 int(r.get("steps_per_epoch") or 1))
+        rows += [{"stage": r["stage"], **row} for row in stage_rows]
     if rows:
         keys = list(dict.fromkeys(k for row in rows for k in row))
         with open(os.path.join(run_dir, "history.csv"), "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(rows)
-    return rows
+    return rows, points
