@@ -866,3 +866,32 @@ def test_a_twin_stage_before_a_binary_stem_with_rsign_is_refused_before_training
                            rf"stage's weights: only one of them has \['{layer}'\]"):
             resolve_run_config(config(**{flag: True}))
     assert resolve_run_config(config())["model_overrides"]["rsign"] is True
+
+
+def _events(directory: str) -> dict[str, list]:
+    """tag -> [(step, kind)] of the TensorBoard event files under ``directory``."""
+    found: dict[str, list] = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            if not name.startswith("events.out.tfevents"):
+                continue
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                for value in event.summary.value:
+                    kind = value.metadata.plugin_data.plugin_name or value.WhichOneof("value")
+                    found.setdefault(value.tag, []).append((event.step, kind, value))
+    return found
+
+
+def test_tensorboard_logs_hold_scalars_the_learning_rate_histograms_and_sign_flips(tmp_path):
+    config = synthetic_config(stages=(StageConfig("binary", 2),))
+    run_training(config, str(tmp_path), verbose=0)
+    events = _events(str(tmp_path / "logs" / "binary"))
+    for tag in ("epoch_loss", "epoch_top1", "epoch_learning_rate"):
+        assert tag in events, sorted(events)
+    histograms = [t for t, v in events.items() if v[0][1] == "histograms"]
+    # the latent (real-valued) kernel of a binary conv, not only its sign
+    assert any("kernel" in t and "conv" in t for t in histograms), histograms
+    flips = events.get("binary_weight_flips/all")
+    assert flips and [step for step, *_ in flips] == [0, 1], flips
+    ratios = [float(tf.make_ndarray(v.tensor)) for *_, v in flips]
+    assert all(0.0 <= r <= 1.0 for r in ratios) and max(ratios) > 0.0, ratios

@@ -255,6 +255,56 @@ def read_history(path: str) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+class BinaryWeightFlips(tf.keras.callbacks.Callback):
+    """Writes to TensorBoard, at each epoch's end, the fraction of binary weights whose sign
+    changed since the previous epoch's end: per binary layer (``binary_weight_flips/<layer>``)
+    and over all of them (``binary_weight_flips/all``), in ``log_dir``.
+
+    The binary weights are the kernels of ``model``'s layers with a kernel quantizer; their
+    signs are what the exported model keeps. Place it after the callback that restores a
+    resume point: the first epoch compares with the weights training starts from.
+    """
+
+    def __init__(self, model: tf.keras.Model, log_dir: str):
+        super().__init__()
+        self.log_dir = log_dir
+        self.kernels = [
+            (layer.name, layer.kernel)
+            for layer in model.layers
+            if getattr(layer, "kernel_quantizer", None) is not None
+            and getattr(layer, "kernel", None) is not None
+        ]
+        self._signs: dict[str, np.ndarray] = {}
+        self._writer = None
+
+    def _read(self) -> dict[str, np.ndarray]:
+        return {name: np.signbit(np.asarray(kernel)) for name, kernel in self.kernels}
+
+    def on_train_begin(self, logs=None):
+        if self.kernels:
+            self._signs = self._read()
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.kernels or self._writer is None:
+            return
+        signs = self._read()
+        flipped = total = 0
+        with self._writer.as_default():
+            for name, now in signs.items():
+                changed = int(np.count_nonzero(now != self._signs[name]))
+                flipped, total = flipped + changed, total + now.size
+                tf.summary.scalar(f"binary_weight_flips/{name}", changed / now.size, step=epoch)
+            tf.summary.scalar("binary_weight_flips/all", flipped / max(total, 1), step=epoch)
+        self._writer.flush()
+        self._signs = signs
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
 POINTS = "points.csv"  # a stage's training points within epochs (TrainingPoints)
 
 

@@ -358,9 +358,14 @@ def _run_stage(
         cb.EpochCheckpoint(model, os.path.join(stage_dir, "checkpoints")),
         tf.keras.callbacks.CSVLogger(os.path.join(stage_dir, "history.csv"), append=True),
         cb.TrainingPoints(os.path.join(stage_dir, cb.POINTS), data.steps_per_epoch),
-        tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs", stage.name)),
+        # Scalars (losses, metrics, the learning rate) and histograms of every weight, the
+        # latent (real-valued) weights of the binary layers included, once an epoch.
+        tf.keras.callbacks.TensorBoard(os.path.join(run_dir, "logs", stage.name),
+                                       histogram_freq=1),
         # After the epoch's checkpoint and history row: its epoch-end resume point comes last.
         cb.SafeBackupAndRestore(backup_dir, save_freq=backup_every, delete_checkpoint=False),
+        # After the restore of a resume point: its first epoch compares with those weights.
+        cb.BinaryWeightFlips(model, os.path.join(run_dir, "logs", stage.name, "binary")),
         throughput,
     ]
     print(
