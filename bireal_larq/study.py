@@ -315,10 +315,97 @@ def trick_verdicts(
     }
 
 
+def _single_trick_rows(rows: list[dict], baseline: str, combination: str | None) -> list[dict]:
+    """The rows :func:`trick_verdicts` sorts: binary single tricks on the baseline's budget."""
+    budget = next((r.get("epochs") for r in rows if r["name"] == baseline), None)
+    return [
+        r for r in rows
+        if r["binary"] and r["keras_top1"] is not None and not r["name"].startswith(baseline)
+        and not (combination and combination in r["name"]) and r.get("epochs") == budget
+    ]
+
+
+def _plot_deltas(rows: list[dict], seeds: list[float], baseline: str, metric: str,
+                 path: str) -> None:
+    """Each row's top-1 minus the baseline's seed mean (points), best first, over the seed
+    range as a band."""
+    plt = _pyplot()
+    mean = statistics.mean(seeds)
+    ordered = sorted(rows, key=lambda r: r["keras_top1"], reverse=True)
+    deltas = [100 * (r["keras_top1"] - mean) for r in ordered]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(ordered) + 1.5))
+    colors = ["tab:green" if d > 100 * (max(seeds) - mean) else "tab:red"
+              if d < 100 * (min(seeds) - mean) else "tab:gray" for d in deltas]
+    ax.barh([r["name"] for r in ordered], deltas, color=colors, zorder=2)
+    ax.invert_yaxis()
+    ax.axvspan(100 * (min(seeds) - mean), 100 * (max(seeds) - mean), color="tab:orange",
+               alpha=0.25, zorder=0, label=f"{baseline} seed range ({len(seeds)} seeds)")
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_xlabel(f"difference to the {baseline} seed mean, points ({metric})")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _curve_pairs(suite_module, runs_dir: str | None) -> list[tuple[str, list[dict]]]:
+    """(row name, its history rows) of the rows in the suite's ``CURVES`` pairs whose run has
+    a history in ``runs_dir``; a pair is kept only whole."""
+    if runs_dir is None:
+        return []
+    from bireal_larq.training.callbacks import read_history
+
+    found = []
+    for pair in getattr(suite_module, "CURVES", ()):
+        histories = [(name, read_history(os.path.join(runs_dir, name, "history.csv")))
+                     for name in pair]
+        if all(h for _, h in histories):
+            found += histories
+    return found
+
+
+def _plot_curves(histories: list[tuple[str, list[dict]]], path: str) -> None:
+    """Validation top-1 and loss against the epoch for each named run."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, rows in histories:
+        x = list(range(1, len(rows) + 1))
+        for ax, key in zip(axes, ("val_top1", "val_loss"), strict=True):
+            ax.plot(x, [float(r[key]) if r.get(key) else float("nan") for r in rows], "o-",
+                    markersize=3, label=name)
+    for ax, title in zip(axes, ("validation top-1", "validation loss"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def write_results(
-    suite_name: str, suite_module, rows: list[dict], total: int, md_path: str, png_path: str
+    suite_name: str,
+    suite_module,
+    rows: list[dict],
+    total: int,
+    md_path: str,
+    png_path: str,
+    runs_dir: str | None = None,
 ) -> None:
-    """The markdown table (with the seed spread and the twin gap) and the bar plot."""
+    """The markdown table (with the seed spread and the twin gap) and the plots: every row's
+    top-1 (``png_path``), each single trick's difference to the baseline's seed mean with the
+    seed range (``<name>_deltas.png``, with a baseline of 2 seeds or more) and, for the pairs
+    of rows the suite names in ``CURVES`` whose runs in ``runs_dir`` have a history, their
+    validation curves side by side (``<name>_curves.png``)."""
     baseline, combination, metric = suite_labels(suite_module)
     # Each row is compared with the real-valued twin trained on the same budget (epochs).
     twins = {r.get("epochs"): r for r in rows if not r["binary"]}
@@ -376,15 +463,24 @@ def write_results(
             f"{gap} | {r['parameters']:,} | {size} | "
             f"{r['train_minutes']:.1f} | {r['description']} |"
         )
+    stem = os.path.splitext(png_path)[0]
+    deltas_path, curves_path = f"{stem}_deltas.png", f"{stem}_curves.png"
+    verdict_rows = _single_trick_rows(rows, baseline, combination) if len(seeds) >= 2 else []
+    pairs = _curve_pairs(suite_module, runs_dir)
     lines += ["", f"![bar plot]({os.path.basename(png_path)})", ""]
+    if verdict_rows:
+        lines += [f"![each trick against the {baseline} seed range]"
+                  f"({os.path.basename(deltas_path)})", ""]
+    if pairs:
+        lines += [f"![validation curves]({os.path.basename(curves_path)})", ""]
     with open(md_path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
+    if verdict_rows:
+        _plot_deltas(verdict_rows, seeds, baseline, metric, deltas_path)
+    if pairs:
+        _plot_curves(pairs, curves_path)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     plotted = [r for r in rows if r["keras_top1"] is not None]
     if not plotted:
         return
@@ -442,7 +538,8 @@ def run_study(
 
     def refresh():
         rows = finished_rows(entries, runs_dir)
-        write_results(suite_name, suite_module, rows, len(entries), md_path, png_path)
+        write_results(suite_name, suite_module, rows, len(entries), md_path, png_path,
+                      runs_dir)
         return rows
 
     failures = []

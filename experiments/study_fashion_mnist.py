@@ -58,6 +58,8 @@ from bireal_larq.training import (
 BASELINE = "bireal"
 COMBINATION = "combination"
 METRIC = "Fashion-MNIST test top-1 (%), Keras model"
+# Pairs of rows whose validation curves are drawn side by side (results/fashion_mnist_curves.png).
+CURVES = (("best_combination_16ep", "real_valued_twin_16ep"),)
 
 MODEL = "birealnet18_small"
 BUDGET_EPOCHS = 2  # even: the two-stage row splits it in halves

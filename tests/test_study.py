@@ -246,9 +246,19 @@ def test_table_compares_each_row_with_the_twin_of_its_budget(tmp_path):
             row("best_combination_long", True, 12, 0.92)]
     md, png = tmp_path / "t.md", tmp_path / "t.png"
     suite = types.SimpleNamespace(__doc__="", BASELINE="bireal", COMBINATION="combination",
-                                  METRIC="test top-1 (%)")
-    write_results("t", suite, rows, 9, str(md), str(png))
+                                  METRIC="test top-1 (%)",
+                                  CURVES=(("best_combination_long", "real_valued_twin_long"),
+                                          ("prelu", "mixup")))
+    runs = tmp_path / "runs"
+    for name in ("best_combination_long", "real_valued_twin_long", "prelu"):  # no mixup run
+        (runs / name).mkdir(parents=True)
+        (runs / name / "history.csv").write_text(
+            "epoch,loss,top1,val_loss,val_top1\n0,1.0,0.5,0.9,0.6\n1,0.8,0.6,0.7,0.7\n")
+    write_results("t", suite, rows, 9, str(md), str(png), str(runs))
     table = md.read_text()
+    # the plots: every row, the single tricks against the seed range, the named pair's curves
+    for picture in ("t.png", "t_deltas.png", "t_curves.png"):
+        assert (tmp_path / picture).stat().st_size > 0 and f"({picture})" in table, picture
     assert "| bireal | yes | 2 | 85.00 | 85.00 | 16/16 | -5.00 |" in table
     assert "| best_combination_long | yes | 12 | 92.00 | 92.00 | 16/16 | -1.00 |" in table
     assert "| real_valued_twin | no | 2 | 90.00 | 90.00 |  | +0.00 |" in table
