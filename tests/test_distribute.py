@@ -10,7 +10,7 @@ import subprocess
 
 import h5py
 import numpy as np
-from test_train_support import ROOT, env, processes, run_python, train_command, write_experiment
+from train_support import ROOT, env, processes, run_python, train_command, write_experiment
 
 pytestmark = processes
 

@@ -1,7 +1,7 @@
 """Fault injection over the real commands: kills, failing writes; every case has a time bound.
 
 Each case runs the real CLI in a subprocess (``python -m bireal_larq.train`` ...) on the tiny
-synthetic experiment of ``test_train_support``, injects one fault (SIGKILL at a chosen or
+synthetic experiment of ``train_support``, injects one fault (SIGKILL at a chosen or
 random moment, a write that fails with "No space left on device"), and checks the outcome: the
 process ends within its bound with its documented exit code and a message naming the cause and
 no traceback, nothing good is lost, and the rerun of the same command continues where the run
@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import pytest
 from test_resilience import _backup_position
-from test_train_support import (
+from train_support import (
     ROOT,
     env,
     processes,

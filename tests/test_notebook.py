@@ -7,7 +7,7 @@ import os
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from test_train_support import ROOT, processes
+from train_support import ROOT, processes
 
 pytestmark = processes
 

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_train_support import (
+from train_support import (
     ROOT,
     env,
     processes,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from test_resilience import _backup_position
-from test_train_support import processes, run_python, run_train, write_experiment
+from train_support import processes, run_python, run_train, write_experiment
 
 from bireal_larq.data import get_dataset, preset
 from bireal_larq.training import (

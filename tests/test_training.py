@@ -433,7 +433,7 @@ def test_an_unreadable_training_image_stops_the_run_by_name_or_is_skipped(tmp_pa
         evaluate_checkpoint(str(tmp_path / "skip"), batch_size=4, skip_corrupt=False,
                             max_skip_fraction=0.5)
     # The command line: exit status 4 and the message, no traceback; --skip_corrupt skips.
-    from test_train_support import ROOT, env
+    from train_support import ROOT, env
 
     def evaluate_cli(*flags):
         return subprocess.run(
@@ -478,7 +478,7 @@ def test_an_evaluation_of_another_checkpoint_or_part_of_the_split_gets_its_own_f
 
 
 def test_cli_rejects_unknown_names_before_any_work(tmp_path):
-    from test_train_support import run_train
+    from train_support import run_train
 
     result = run_train(
         "--model=birealnet99", "--dataset=synthetic", f"--output_dir={tmp_path / 'run'}"
@@ -489,7 +489,7 @@ def test_cli_rejects_unknown_names_before_any_work(tmp_path):
 
 
 def test_cli_checks_batch_and_data_before_writing_anything(tmp_path):
-    from test_train_support import run_train
+    from train_support import run_train
 
     run = tmp_path / "run"
     result = run_train(
@@ -895,3 +895,29 @@ def test_tensorboard_logs_hold_scalars_the_learning_rate_histograms_and_sign_fli
     assert flips and [step for step, *_ in flips] == [0, 1], flips
     ratios = [float(tf.make_ndarray(v.tensor)) for *_, v in flips]
     assert all(0.0 <= r <= 1.0 for r in ratios) and max(ratios) > 0.0, ratios
+
+
+def test_jsonable_writes_configs_and_reports_as_plain_json():
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    from bireal_larq.runs import jsonable
+    from bireal_larq.training import get_experiment
+
+    @dataclasses.dataclass
+    class Part:
+        shape: tuple = (2, 3)
+        scale: float = 0.5
+
+    value = {1: Part(), "acc": np.float32(0.25), "counts": np.arange(3, dtype=np.int64),
+             "fn": len, "none": None}
+    out = jsonable(value)
+    assert out == {"1": {"shape": [2, 3], "scale": 0.5}, "acc": 0.25, "counts": [0, 1, 2],
+                   "fn": repr(len), "none": None}
+    assert json.loads(json.dumps(out)) == out
+    assert type(out["acc"]) is float and type(out["counts"][0]) is int
+    config = get_experiment("study_fashion_mnist")
+    assert jsonable(config) == config.to_dict()
+    assert isinstance(config.to_dict()["stages"], list)

@@ -1,4 +1,4 @@
-"""Helpers shared by the training tests (no tests here): tiny experiments and CLI processes.
+"""Helpers shared by the training tests: tiny experiments and CLI processes.
 
 Every process-level test trains ``birealnet18_small`` with 8 base filters on 16x16x1
 synthetic images (4 classes, 128 training / 32 test examples) so a run takes seconds.
@@ -88,29 +88,3 @@ def run_python(code: str, *args: str, timeout: float = 300, **extra_env):
         text=True,
         timeout=timeout,
     )
-
-
-def test_jsonable_writes_configs_and_reports_as_plain_json():
-    import dataclasses
-    import json
-
-    import numpy as np
-
-    from bireal_larq.runs import jsonable
-    from bireal_larq.training import get_experiment
-
-    @dataclasses.dataclass
-    class Part:
-        shape: tuple = (2, 3)
-        scale: float = 0.5
-
-    value = {1: Part(), "acc": np.float32(0.25), "counts": np.arange(3, dtype=np.int64),
-             "fn": len, "none": None}
-    out = jsonable(value)
-    assert out == {"1": {"shape": [2, 3], "scale": 0.5}, "acc": 0.25, "counts": [0, 1, 2],
-                   "fn": repr(len), "none": None}
-    assert json.loads(json.dumps(out)) == out
-    assert type(out["acc"]) is float and type(out["counts"][0]) is int
-    config = get_experiment("study_fashion_mnist")
-    assert jsonable(config) == config.to_dict()
-    assert isinstance(config.to_dict()["stages"], list)
