@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bireal_larq import console, demo
 from bireal_larq import data as D
-from bireal_larq import demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,8 +68,17 @@ def test_demo_runs_every_step_resumes_after_a_kill_and_writes_the_report(tmp_pat
     first = _kill_at(command, "=== " + export_title)
     assert "=== Evaluate the Keras model on the test set: done in" in first
     assert not (out / "model.tflite").exists()  # killed before the export wrote it
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=BOUND)
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # what a user's shell has
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=BOUND,
+                          env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # The libraries' chatter stays out: no start-up notes, no TFDS info lines, no converter
+    # internals, no traceback.
+    chatter = [line for line in (first + done.stdout + done.stderr).splitlines()
+               if console.is_noise(line, nvidia_driver=False) or "Load dataset info" in line
+               or "Non-Converted Ops" in line or "Traceback" in line]
+    assert not chatter, chatter[:20]
     for title in ("Train", "Evaluate the Keras model on the test set"):
         assert re.search(rf"=== {title}: finished earlier \(.+\), reused", done.stdout), title
     assert f"demo: resuming at step '{export_title}'" in done.stdout

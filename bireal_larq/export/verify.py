@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from bireal_larq import console
 from bireal_larq.export.backends import default_backend, interpreter_options
 from bireal_larq.stack import import_lce
 
@@ -29,7 +30,8 @@ def interpreter(flatbuffer: bytes, num_threads: int = 1, backend: str | None = N
     Interpreter = import_lce("larq_compute_engine.tflite.python.interpreter").Interpreter
 
     options = interpreter_options(backend or default_backend())
-    return Interpreter(flatbuffer, num_threads=num_threads, **options)
+    with console.held_if_quiet():  # TFLite's note on the XNNPACK delegate, in a command
+        return Interpreter(flatbuffer, num_threads=num_threads, **options)
 
 
 def _dtype_name(dtype) -> str:
