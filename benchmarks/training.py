@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bireal_larq import create_model  # noqa: E402
+from bireal_larq.utils import cpu_model  # noqa: E402
 from bireal_larq.models import quantizers  # noqa: E402
 
 
@@ -123,17 +124,6 @@ def render_table(results: list[dict]) -> str:
 
 
 TRAINER_COST_STEPS = (40, 640)  # default step counts: their difference is the marginal steps
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _cost_config(steps: int, per_execution: int, batch: int, examples: int):
@@ -262,7 +252,7 @@ def _trainer_cost_main(args) -> None:
         command=" ".join([os.path.relpath(sys.executable), *sys.argv]),
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         seconds=time.time() - started,
-        machine={"cpu": _cpu_model(), "machine": platform.machine(),
+        machine={"cpu": cpu_model(), "machine": platform.machine(),
                  "cpu_count": os.cpu_count(), "platform": platform.platform(),
                  "load_average_start": load,
                  "load_average_end": [round(x, 2) for x in os.getloadavg()]},

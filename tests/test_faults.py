@@ -20,12 +20,11 @@ import subprocess
 import sys
 import time
 
-import h5py
-import numpy as np
 import pytest
 from test_resilience import _backup_position
 from train_support import (
     ROOT,
+    assert_same_weights,
     env,
     processes,
     run_train,
@@ -38,21 +37,6 @@ from bireal_larq.data import fashion_mnist_available
 pytestmark = processes
 STAGE = os.path.join("stages", "01_binary")
 EXIT_BOUND = 240  # seconds: a tiny run takes about 20 s; a hang fails instead of stalling CI
-
-
-def _weights(path: str) -> dict[str, np.ndarray]:
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return arrays
-
-
-def _assert_same_weights(a: str, b: str) -> None:
-    want, got = _weights(a), _weights(b)
-    assert want.keys() == got.keys()
-    for name in want:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 def _start(*args: str, code: str | None = None) -> subprocess.Popen:
@@ -95,7 +79,7 @@ def test_an_epoch_end_is_a_resume_point_and_the_rerun_says_where_it_resumes(tmp_
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "stage 1/1: resuming at epoch 2/3, step 0/8 (8 batches done" in resumed.stdout
     # Deterministic ops, the same data position and the restored optimizer: identical.
-    _assert_same_weights(os.path.join(reference, "model.weights.h5"),
+    assert_same_weights(os.path.join(reference, "model.weights.h5"),
                          os.path.join(killed, "model.weights.h5"))
 
 
@@ -210,7 +194,7 @@ def test_several_kills_in_a_row_across_stages_end_like_an_uninterrupted_run(tmp_
     final = run_train(*args, f"--output_dir={killed}", timeout=EXIT_BOUND)
     assert final.returncode == 0, final.stderr[-3000:]
     assert "resuming at epoch" in final.stdout or "finished earlier" in final.stdout
-    _assert_same_weights(os.path.join(reference, "model.weights.h5"),
+    assert_same_weights(os.path.join(reference, "model.weights.h5"),
                          os.path.join(killed, "model.weights.h5"))
     with open(os.path.join(reference, "summary.json")) as f:
         expected = json.load(f)

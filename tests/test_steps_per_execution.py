@@ -12,12 +12,19 @@ import os
 import signal
 import sys
 
-import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
 from test_resilience import _backup_position
-from train_support import processes, run_python, run_train, write_experiment
+from train_support import (
+    assert_same_weights,
+    processes,
+    run_python,
+    run_train,
+    synthetic_config,
+    weight_arrays,
+    write_experiment,
+)
 
 from bireal_larq.data import get_dataset, preset
 from bireal_larq.training import (
@@ -32,39 +39,13 @@ from bireal_larq.training import (
 from bireal_larq.training.callbacks import backup_interval
 from bireal_larq.training.runner import resolve_steps_per_execution
 
-SHAPE = (16, 16, 1)
 STAGE = os.path.join("stages", "01_binary")
 
 
 def config(train=128, **changes) -> TrainConfig:
-    """A run on synthetic SHAPE images, 4 classes, at the tiny width (8 steps per epoch)."""
-    fields = dict(
-        model="birealnet18_small",
-        dataset="synthetic",
-        model_overrides={"base_filters": 8},
-        input_shape=SHAPE,
-        num_classes=4,
-        dataset_kwargs={"image_shape": SHAPE, "num_examples": {"train": train, "test": 16}},
-        batch_size=16,
-        deterministic=True,
-        stages=(StageConfig("binary", 1),),
-    )
-    return TrainConfig(**{**fields, **changes})
-
-
-def _arrays(path: str) -> dict[str, np.ndarray]:
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return arrays
-
-
-def _assert_same_weights(a: str, b: str) -> None:
-    want, got = _arrays(a), _arrays(b)
-    assert want.keys() == got.keys() and want
-    for name in want:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    """The tests' synthetic run (train_support.synthetic_config), deterministic, 8 steps per
+    epoch by default."""
+    return synthetic_config(train, **{"deterministic": True, **changes})
 
 
 def _weight_files(run_dir: str) -> list[str]:
@@ -216,7 +197,7 @@ def test_a_nan_at_step_5_of_executions_of_4_exits_with_code_3_and_saves_nothing_
     assert not os.path.exists(os.path.join(run_dir, "model.weights.h5"))
     assert not os.path.exists(os.path.join(run_dir, STAGE, "stage.weights.h5"))
     for path in _weight_files(run_dir):
-        assert all(np.all(np.isfinite(a)) for a in _arrays(path).values()), path
+        assert all(np.all(np.isfinite(a)) for a in weight_arrays(path).values()), path
     backup = tf.train.latest_checkpoint(os.path.join(run_dir, STAGE, "backup", "chief"))
     reader = tf.train.load_checkpoint(backup)
     for name in reader.get_variable_to_shape_map():
@@ -248,7 +229,7 @@ def test_every_recipe_piece_trains_with_several_steps_per_execution(tmp_path):
     # The same steps, grouped differently: equal up to floating-point rounding (the loop's
     # graph is optimised on its own).
     np.testing.assert_allclose(grouped["loss"], runs[1]["loss"], rtol=1e-5)
-    one, three = (_arrays(str(tmp_path / f"k{k}" / "model.weights.h5")) for k in (1, 3))
+    one, three = (weight_arrays(str(tmp_path / f"k{k}" / "model.weights.h5")) for k in (1, 3))
     assert one.keys() == three.keys()
     for name in one:
         np.testing.assert_allclose(three[name], one[name], rtol=1e-4, atol=1e-6, err_msg=name)
@@ -296,7 +277,7 @@ def test_a_run_killed_between_executions_resumes_exactly(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming at epoch 2/2, step 4/8 (12 batches done" in resumed.stdout
     # Deterministic ops, the same data position and the restored optimizer: identical.
-    _assert_same_weights(os.path.join(reference, "model.weights.h5"),
+    assert_same_weights(os.path.join(reference, "model.weights.h5"),
                          os.path.join(killed, "model.weights.h5"))
     with open(os.path.join(killed, "summary.json")) as f:
         summary = json.load(f)

@@ -14,6 +14,7 @@ import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
+from train_support import SHAPE, synthetic_config
 
 from bireal_larq.models import create_model, load_weights, save_weights
 from bireal_larq.training import (
@@ -36,28 +37,11 @@ from bireal_larq.training.optimizers import decayed_variables
 from bireal_larq.training.recipes import with_epochs
 from bireal_larq.training.runner import RunDirectoryConflict, stage_model_overrides
 
-SHAPE = (16, 16, 1)
-
 
 def tiny(**overrides):
     return create_model(
         "birealnet18_small", input_shape=SHAPE, num_classes=4, base_filters=8, **overrides
     )
-
-
-def synthetic_config(train=64, **changes):
-    """A run on synthetic SHAPE images, 4 classes, at the tiny width."""
-    fields = dict(
-        model="birealnet18_small",
-        dataset="synthetic",
-        model_overrides={"base_filters": 8},
-        input_shape=SHAPE,
-        num_classes=4,
-        dataset_kwargs={"image_shape": SHAPE, "num_examples": {"train": train, "test": 16}},
-        batch_size=16,
-        stages=(StageConfig("binary", 1),),
-    )
-    return TrainConfig(**{**fields, **changes})
 
 
 def tiny_data(n=32, batch=8):

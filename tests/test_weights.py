@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
+from train_support import SHAPE, synthetic_config
 
 import bireal_larq
 from bireal_larq import runs
@@ -29,14 +30,12 @@ from bireal_larq.training import (
     NonFiniteLossError,
     StageConfig,
     TeacherConfig,
-    TrainConfig,
     callbacks,
     run_training,
     runner,
 )
 from bireal_larq.training.runner import train_throughput
 
-SHAPE = (16, 16, 1)
 PACKAGE = pathlib.Path(bireal_larq.__file__).parent
 
 
@@ -50,20 +49,6 @@ def assert_unchanged(model, before):
     assert len(after) == len(before)
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
-
-
-def synthetic_config(**changes) -> TrainConfig:
-    fields = dict(
-        model="birealnet18_small",
-        dataset="synthetic",
-        model_overrides={"base_filters": 8},
-        input_shape=SHAPE,
-        num_classes=4,
-        dataset_kwargs={"image_shape": SHAPE, "num_examples": {"train": 64, "test": 16}},
-        batch_size=16,
-        stages=(StageConfig("binary", 1),),
-    )
-    return TrainConfig(**{**fields, **changes})
 
 
 # --------------------------------------------------------------------------- one API

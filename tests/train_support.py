@@ -88,3 +88,46 @@ def run_python(code: str, *args: str, timeout: float = 300, **extra_env):
         text=True,
         timeout=timeout,
     )
+
+
+# The in-process runs of the training tests: synthetic 16x16x1 images, 4 classes, the tiny width.
+SHAPE = (16, 16, 1)
+
+
+def synthetic_config(train: int = 64, **changes):
+    """A run on synthetic SHAPE images, 4 classes, at the tiny width (``train`` examples,
+    batch 16); ``changes`` replace any field."""
+    from bireal_larq.training import StageConfig, TrainConfig
+
+    fields = dict(
+        model="birealnet18_small",
+        dataset="synthetic",
+        model_overrides={"base_filters": 8},
+        input_shape=SHAPE,
+        num_classes=4,
+        dataset_kwargs={"image_shape": SHAPE, "num_examples": {"train": train, "test": 16}},
+        batch_size=16,
+        stages=(StageConfig("binary", 1),),
+    )
+    return TrainConfig(**{**fields, **changes})
+
+
+def weight_arrays(path: str) -> dict:
+    """Every dataset of an HDF5 weights file by its path in the file."""
+    import h5py
+
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+def assert_same_weights(a: str, b: str) -> None:
+    """Two weights files hold the same arrays, bit for bit."""
+    import numpy as np
+
+    want, got = weight_arrays(a), weight_arrays(b)
+    assert want.keys() == got.keys() and want
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
