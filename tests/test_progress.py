@@ -1,6 +1,7 @@
 """Plain-line progress for logs and pipes (where Keras' redrawn bar shows nothing)."""
 
 import io
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -77,9 +78,14 @@ def test_training_points_are_recorded_within_epochs_and_drawn(tmp_path):
                   steps_per_execution=2)
     x, y = np.ones((16, 3), "float32"), np.zeros((16, 2), "float32")
     model.fit(x, y, batch_size=2, epochs=1, verbose=0,
-              callbacks=[TrainingPoints(path, steps_per_epoch=8, per_epoch=4)])
+              callbacks=[TrainingPoints(path, steps_per_epoch=8, per_epoch=4, min_steps=1)])
     points = read_points(path, offset=1.0, steps_per_epoch=8)  # the run's second epoch
     assert [p[0] for p in points] == [1.25, 1.5, 1.75, 2.0]
     assert all(np.isfinite(p[1]) and np.isfinite(p[2]) for p in points)
     fig = history_figure([], points)  # no epoch row yet: the points alone show the run
     assert all(_drawn(ax) for ax in fig.axes[:2])
+    # short epochs: never more often than min_steps (the default 10) steps apart
+    short = str(tmp_path / "short.csv")
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0,
+              callbacks=[TrainingPoints(short, steps_per_epoch=8)])
+    assert not os.path.exists(short)  # 8 steps: no point before step 10

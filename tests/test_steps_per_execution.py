@@ -87,8 +87,7 @@ def test_the_setting_its_flag_and_the_resume_point_interval():
             parse(f"--steps_per_execution={bad}")
 
 
-def test_no_default_callback_converts_the_logs_to_numpy_per_step(tmp_path, monkeypatch,
-                                                                 caplog):
+def test_no_default_callback_converts_the_logs_to_numpy_per_step(tmp_path, monkeypatch):
     # Keras converts every batch's logs to NumPy (a host sync) unless every callback with
     # batch hooks takes tensors (_supports_tf_logs); count its conversions during a run.
     tf_utils = sys.modules[tf.keras.callbacks.CallbackList.__module__].tf_utils
@@ -102,26 +101,30 @@ def test_no_default_callback_converts_the_logs_to_numpy_per_step(tmp_path, monke
     # One step per execution, so batch hooks run at every step; a pipe, not a terminal:
     # plain progress lines (LineProgress) with every default callback.
     counts = {}
-    # Keras's own warning when batch hooks take long next to the step ("... is slow compared
-    # to the batch time"), also caught where TensorFlow's logger does not propagate
-    tf_logger = logging.getLogger("tensorflow")
-    tf_logger.addHandler(caplog.handler)
-    monkeypatch.setattr(tf_logger, "level", logging.WARNING)
-    try:
-        for steps in (4, 16):
-            calls.clear()
-            run = config(train=256, steps_per_epoch=steps, steps_per_execution=1,
-                         backup_every_steps=2)
-            summary = run_training(run, str(tmp_path / str(steps)), verbose=1)
-            counts[steps] = len(calls)
-            assert summary["train_images"] == steps * 16  # every step counted once
-    finally:
-        tf_logger.removeHandler(caplog.handler)
+    for steps in (4, 16):
+        calls.clear()
+        run = config(train=256, steps_per_epoch=steps, steps_per_execution=1,
+                     backup_every_steps=2)
+        summary = run_training(run, str(tmp_path / str(steps)), verbose=1)
+        counts[steps] = len(calls)
+        assert summary["train_images"] == steps * 16  # every step counted once
     # Keras converts the logs a few times per epoch (after training, validation, the epoch's
     # end) and for the final evaluation, never per step: 12 more steps, no more conversions.
     assert counts[16] == counts[4], counts
-    slow = [r.getMessage() for r in caplog.records if "compared to the batch time" in
-            r.getMessage()]
+
+
+def test_a_short_run_with_the_default_callbacks_draws_no_slow_callback_warning(tmp_path, caplog):
+    # Keras warns when the batch hooks take longer than the steps ("... is slow compared to
+    # the batch time"); caught also where TensorFlow's logger does not propagate.
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.addHandler(caplog.handler)
+    try:
+        run = config(train=512, steps_per_epoch=32, steps_per_execution=1)
+        run_training(run, str(tmp_path), verbose=1)
+    finally:
+        tf_logger.removeHandler(caplog.handler)
+    slow = [r.getMessage() for r in caplog.records
+            if "compared to the batch time" in r.getMessage()]
     assert not slow, slow
 
 

@@ -313,15 +313,16 @@ class TrainingPoints(tf.keras.callbacks.Callback):
 
     The values are Keras's running means over the epoch so far. Each point is appended to
     ``path`` (CSV: ``epoch`` from 0, ``step`` within it, ``loss``, ``top1``) at the end of
-    the execution that reaches the next recording step; the logs are read (one wait for the
-    device) only then. Points of an attempt that was interrupted stay in the file.
+    the execution that reaches the next recording step, at least ``min_steps`` steps apart;
+    the logs are read (one wait for the device) only then. Points of an attempt that was
+    interrupted stay in the file.
     """
 
-    def __init__(self, path: str, steps_per_epoch: int, per_epoch: int = 20):
+    def __init__(self, path: str, steps_per_epoch: int, per_epoch: int = 20, min_steps: int = 10):
         super().__init__()
         self._supports_tf_logs = True
         self.path = path
-        self.every = max(1, steps_per_epoch // per_epoch)
+        self.every = max(1, min_steps, steps_per_epoch // per_epoch)
         self._epoch, self._next = 0, self.every
 
     def on_epoch_begin(self, epoch, logs=None):
