@@ -905,3 +905,18 @@ def test_jsonable_writes_configs_and_reports_as_plain_json():
     config = get_experiment("study_fashion_mnist")
     assert jsonable(config) == config.to_dict()
     assert isinstance(config.to_dict()["stages"], list)
+
+
+def test_a_stage_start_builds_the_training_split_only_to_count_it_once(tmp_path):
+    # Listing an image folder of ImageNet's size takes a while: the run checks the data once
+    # (check_run), the stage counts its examples once and builds its training pipeline once.
+    from bireal_larq.data import get_dataset
+
+    built = []
+
+    def counting(name, split, **kwargs):
+        built.append(split)
+        return get_dataset(name, split, **kwargs)
+
+    run_training(synthetic_config(), str(tmp_path), dataset_fn=counting, verbose=0)
+    assert built.count("train") == 3, built

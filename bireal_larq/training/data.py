@@ -108,6 +108,13 @@ def train_examples(
     return examples
 
 
+def steps_per_epoch(config: TrainConfig, examples: int) -> int:
+    """Training steps per epoch: whole batches of the ``examples``, at most
+    ``config.steps_per_epoch``."""
+    steps = examples // config.batch_size
+    return min(steps, config.steps_per_epoch) if config.steps_per_epoch else steps
+
+
 def stage_data(
     config: TrainConfig,
     stage: StageConfig,
@@ -115,6 +122,7 @@ def stage_data(
     *,
     skip_batches: int = 0,
     dataset_fn: DatasetFn | None = None,
+    examples: int | None = None,
 ) -> StageData:
     """The training and validation data of ``stage`` under ``strategy``.
 
@@ -124,6 +132,8 @@ def stage_data(
         strategy: the distribution strategy; with several replicas each gets its shard.
         skip_batches: training batches already consumed (resuming from a backup).
         dataset_fn: ``get_dataset``-compatible function (default: bireal_larq.data's).
+        examples: the training examples, when known (:func:`train_examples`): the split is
+            then not built once more only to count them.
     """
     read = dataset_fn or get_dataset
     kwargs = _kwargs(config)
@@ -153,10 +163,9 @@ def stage_data(
         )
         return ds
 
-    examples = train_examples(config, stage, read)
-    steps = examples // config.batch_size
-    if config.steps_per_epoch:
-        steps = min(steps, config.steps_per_epoch)
+    if examples is None:
+        examples = train_examples(config, stage, read)
+    steps = steps_per_epoch(config, examples)
     # None runs the whole test split.
     val_steps = config.validation_steps
     if strategy.num_replicas_in_sync > 1 or isinstance(

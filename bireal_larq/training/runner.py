@@ -50,6 +50,7 @@ from bireal_larq.training.data import (
     dataset_info,
     dataset_shape,
     stage_data,
+    steps_per_epoch,
     train_examples,
 )
 from bireal_larq.training.distribute import (
@@ -303,20 +304,23 @@ def _run_stage(
     overrides = stage_model_overrides(config, stage)
     started = time.time()
 
-    # Steps per epoch must be known before the data (the skip) and the schedule.
-    probe = stage_data(config, stage, strategy, dataset_fn=dataset_fn)
+    # Steps per epoch must be known before the data (the skip) and the schedule; the split
+    # is counted once (listing an image folder of ImageNet's size takes a while).
+    examples = train_examples(config, stage, dataset_fn)
+    steps = steps_per_epoch(config, examples)
     point = _resume_point(backup_dir)
     # Keras never runs an execution across an epoch's end, and takes resume points between
     # executions only.
-    per_execution = min(resolve_steps_per_execution(config, strategy), probe.steps_per_epoch)
+    per_execution = min(resolve_steps_per_execution(config, strategy), steps)
     backup_every = cb.backup_interval(config.backup_every_steps, per_execution)
-    print(_resume_message(stage, index, len(config.stages), point, probe.steps_per_epoch,
+    print(_resume_message(stage, index, len(config.stages), point, steps,
                           attempted, backup_dir, backup_every))
     # The resume point is the last step of an execution: the next step is the first not run.
     skip = 0
     if point is not None and config.exact_resume:
-        skip = point[0] * probe.steps_per_epoch + point[1] + 1
-    data = stage_data(config, stage, strategy, skip_batches=skip, dataset_fn=dataset_fn)
+        skip = point[0] * steps + point[1] + 1
+    data = stage_data(config, stage, strategy, skip_batches=skip, dataset_fn=dataset_fn,
+                      examples=examples)
 
     # Twin -> binary activations -> fully binary: another variant on purpose, with the same
     # layer names and shapes; its file loads (checked) into its own model, then moves by name.
