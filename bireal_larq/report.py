@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shlex
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from absl import app, flags
 
 from bireal_larq import cli
 from bireal_larq.cli import parser_for
-from bireal_larq.utils import atomic_path
+from bireal_larq.utils import WriteError, atomic_path
 
 PREDICTIONS_JSON = "test_predictions.json"
 PREDICTIONS_PNG = "predictions.png"
@@ -794,9 +793,8 @@ def main(argv: list[str]) -> int:
     output_dir = FLAGS.output_dir or os.path.dirname(os.path.abspath(path))
     try:
         result = write_test_figures(path, output_dir, FLAGS.samples, FLAGS.shown)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"report failed: {e}", file=sys.stderr)
-        return 1
+    except (ValueError, FileNotFoundError, OSError) as e:
+        cli.fail(1, f"report failed: {e.strerror if isinstance(e, WriteError) else e}")
     print(f"top-1 {result['top1']:.4f} of the LCE model on {result['samples']} test images "
           f"({result['seconds']:.0f} s) -> {output_dir}/{{{PREDICTIONS_JSON}, {PREDICTIONS_PNG}, "
           f"{CONFUSION_PNG}}}")

@@ -283,6 +283,8 @@ ERROR_EXITS = {
                r"export failed: Checkpoint '{tmp}/no_run' not found; expected a run directory"),
     "benchmark": (["bireal_larq.benchmark", "{tmp}/none.tflite"], 1,
                   r"benchmark failed: TFLite model '{tmp}/none.tflite' not found"),
+    "report": (["bireal_larq.report", "{tmp}/none.tflite"], 1,
+               r"report failed: .*{tmp}/none.tflite"),
     "study": (["bireal_larq.study", "--results_dir={tmp}/file/results"], 6,
               r"study: Could not write {tmp}/file/results/fashion_mnist_runs: Not a directory\. "
               r".*fix the directory's permissions, then run the same command again"),
