@@ -19,7 +19,7 @@ Command (prints a markdown table and writes JSON)::
         --output=benchmarks/results/inference.json
 
 Host numbers are for comparisons on one machine; ARM numbers come from
-``lce_benchmark_model`` on the device (the README, "Deploying on a Raspberry Pi").
+``lce_benchmark_model`` on the device (docs/raspberry-pi.md).
 """
 
 from __future__ import annotations

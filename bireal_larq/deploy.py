@@ -105,7 +105,8 @@ class Classifier:
         self.num_classes = int(self._interpreter.output_shapes[0][-1])
         report = read_report(self.path) or {}
         self.dataset = dataset or report.get("dataset")
-        # The run's evaluation resize ratio (trick 18), as the export recorded it.
+        # The run's evaluation resize ratio (Training-Tricks-for-BNNs item 18), as the export
+        # recorded it.
         same = self.dataset == report.get("dataset")
         self.resize_ratio = report.get("eval_resize_ratio") if same else None
         self._data_dir = data_dir

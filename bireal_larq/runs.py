@@ -159,8 +159,9 @@ def model_from_run(
 
 
 def eval_resize_ratio(config: dict[str, Any], stage: str | None = None) -> float | None:
-    """The evaluation resize ratio (trick 18) the run was validated with: that of ``stage``'s
-    recipe (default: the last stage's), or None when the stage used the dataset's default.
+    """The evaluation resize ratio (Training-Tricks-for-BNNs item 18) the run was validated
+    with: that of ``stage``'s recipe (default: the last stage's), or None when the stage used
+    the dataset's default.
 
     Evaluation, export verification and the inference API use it, so a model trained and
     validated at shorter side 224 x 1.35 is not scored at 256/224 afterwards.

@@ -277,8 +277,9 @@ def test_interleaved_timing_gives_one_row_per_config(tmp_path):
 
 
 def test_input_pipeline_benchmark_runs_and_writes_its_table(tmp_path):
-    """benchmarks/input_pipeline.py, whose table is in the README, on a few tiny passes: every
-    variant makes full and half passes and the JSON holds the per-pass and steady ratios."""
+    """benchmarks/input_pipeline.py, whose table is in docs/benchmarks.md, on a few tiny passes:
+    every variant makes full and half passes and the JSON holds the per-pass and steady
+    ratios."""
     import subprocess
     import sys
 

@@ -361,7 +361,8 @@ def test_eval_preprocess_imagenet_resize_and_centre_crop():
     image = tf.constant(rgb_array(375, 500, seed=3))
     out = D.eval_preprocess(image, "imagenet2012")
     assert out.shape == (224, 224, 3) and out.dtype == tf.float32
-    # The same function on a batch; resize ratios of seed trick 18 give other crops.
+    # The same function on a batch; the resize ratios of Training-Tricks-for-BNNs item 18 give
+    # other crops.
     batch = D.eval_preprocess(tf.stack([image, image]), D.dataset_info("imagenet2012"))
     np.testing.assert_allclose(batch[0], out, atol=1e-5)
     wide = D.eval_preprocess(image, "imagenet2012", resize_ratio=1.35)

@@ -15,17 +15,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 # The files whose docstrings and comments cite sources (besides README, docs and experiments).
-CITING_MODULES = [
-    "bireal_larq/training/config.py", "bireal_larq/data/config.py",
-    "bireal_larq/models/config.py", "bireal_larq/models/builder.py",
-    "bireal_larq/models/zoo.py", "bireal_larq/models/convert.py",
-    "bireal_larq/models/layers.py", "bireal_larq/models/quantizers.py",
-    "bireal_larq/training/losses.py", "bireal_larq/training/recipes.py",
-    "bireal_larq/training/optimizers.py", "bireal_larq/training/model.py",
-    "bireal_larq/training/schedules.py", "bireal_larq/data/mixing.py",
-    "bireal_larq/data/autoaugment.py", "bireal_larq/study.py", "bireal_larq/train.py",
-    "bireal_larq/doctor.py", "bireal_larq/stack.py",
-]
+# Every module of the package, the scripts and the benchmarks.
+CITING_MODULES = sorted(
+    str(p.relative_to(ROOT))
+    for folder in ("bireal_larq", "scripts", "benchmarks")
+    for p in (ROOT / folder).rglob("*.py")
+)
 HELP_FLAGS = {"help", "helpfull", "helpshort"}
 
 

@@ -186,7 +186,7 @@ def test_verification_with_a_named_dataset_uses_the_data_contract(tmp_path, monk
         verify_dataset="cifar10",
         verify_samples=7,
         data_dir="/somewhere",
-        metadata={"eval_resize_ratio": 1.15},  # the run's (trick 18)
+        metadata={"eval_resize_ratio": 1.15},  # the run's (Training-Tricks-for-BNNs item 18)
     )
     assert calls == [("cifar10", "test", False, "/somewhere", (8, 8), 1.15)]
     assert report["verification"]["samples"] == 7

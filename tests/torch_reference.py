@@ -1,7 +1,7 @@
 """A PyTorch reference of the authors' Bi-Real Nets, for checking weight conversion.
 
 Written here from the public description of ``liuzechun/Bi-Real-net``'s
-``pytorch_implementation`` (REFERENCE section 2): the same module tree and parameter names
+``pytorch_implementation`` (liuzechun/Bi-Real-net): the same module tree and parameter names
 (so ``state_dict()`` has the authors' keys and shapes), evaluation-mode arithmetic only.
 Every binary conv records the real-valued input it is about to binarize, so a test can see
 which pre-activations sit near zero.

@@ -2,8 +2,8 @@
 LCE's ``lce_benchmark_model`` binary, and the float twin with XNNPACK for comparison.
 
 Host numbers are for comparing models and backends on one machine; what a Raspberry Pi or a
-phone does is measured with ``lce_benchmark_model`` there (the README's section "Deploying on
-a Raspberry Pi"), whose output :func:`parse_lce_benchmark_output` reads into the same table.
+phone does is measured with ``lce_benchmark_model`` there (docs/raspberry-pi.md), whose
+output :func:`parse_lce_benchmark_output` reads into the same table.
 """
 
 from __future__ import annotations

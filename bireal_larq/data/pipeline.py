@@ -95,7 +95,7 @@ def eval_preprocess(
         image_size: model input (height, width) or one int; default the dataset's.
         resize_ratio: photos are resized to cover image_size * r (for a square size: the
             shorter side becomes image_size * r) before the centre crop ([BR] 256/224;
-            [T#18] 1.15 or 1.35). Default 256/224.
+            Training-Tricks-for-BNNs item 18: 1.15 or 1.35). Default 256/224.
         data_dir, source_kwargs: passed to :func:`dataset_info` when given a name.
 
     Returns:

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-# [T#9]/[FB] ImageNet PCA of RGB pixels in [0, 1]: eigen values and eigen vectors (rows).
+# Lighting (Training-Tricks-for-BNNs item 9, after fb.resnet.torch): the ImageNet PCA of RGB
+# pixels in [0, 1], eigen values and eigen vectors (rows).
 IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
 IMAGENET_EIGVEC = (
     (-0.5675, 0.7192, 0.4009),

@@ -142,7 +142,7 @@ def create_model(
 
 
 def model_table_markdown() -> str:
-    """The README's model table: every registered name, what it changes, and its source."""
+    """The model table of the README: every registered name, what it changes, and its source."""
     default = BiRealConfig()
     rows = [
         "| model | changes from `BiRealConfig()` | source | LCE |",

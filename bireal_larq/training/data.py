@@ -150,7 +150,8 @@ def stage_data(
         return ds.skip(skip_batches * per_step) if skip_batches else ds
 
     def val_fn(context=None):
-        # The stage's recipe also fixes the evaluation resize ratio (trick 18).
+        # The stage's recipe also fixes the evaluation resize ratio (Training-Tricks-for-BNNs
+        # item 18).
         ds, _ = read(
             config.dataset,
             "test",

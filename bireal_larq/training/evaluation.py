@@ -76,7 +76,7 @@ def evaluate_checkpoint(
         # to be in this val/ (one missing or extra folder would shift every index after it).
         kwargs["class_names"] = load_class_names(run_dir)
     ratio = eval_resize_ratio(config, stage)
-    if ratio is not None:  # the ratio the run was validated with (trick 18)
+    if ratio is not None:  # the ratio the run was validated with (Training-Tricks-for-BNNs item 18)
         kwargs["augment"] = AugmentConfig(eval_resize_ratio=ratio)
     run_data_dir = config.get("data_dir") if same else None
     # Other data than the run's own (another image folder, say): its result gets its own file.
