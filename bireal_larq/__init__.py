@@ -29,41 +29,37 @@ if _QUIET_CLI:
     # --verbose brings them back (see bireal_larq.console).
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Keras 2 (tf-keras) must be chosen before TensorFlow first loads tf.keras; a clear ImportError
-# (bireal_larq.stack.StackError) if this process already holds Keras 3 or an unsupported stack.
-# `python -m bireal_larq.doctor` skips both: it reports a broken stack instead of failing here,
-# and runs the same check itself.
+# Keras 2 (tf-keras) must be chosen before TensorFlow first loads tf.keras: the environment
+# variable is set here, without importing TensorFlow (see bireal_larq.stack). When TensorFlow is
+# already loaded (a notebook that imported it first), the stack is checked at once: a clear
+# ImportError (bireal_larq.stack.StackError) if this process holds Keras 3 or an unsupported
+# stack. `python -m bireal_larq.doctor` skips both: it reports a broken stack instead of failing
+# here, and runs the same check itself.
 if _CLI != "bireal_larq.doctor":
-    import contextlib as _contextlib
+    from bireal_larq import stack as _stack
 
-    from bireal_larq.stack import select_keras2 as _select_keras2
+    _stack.check_installed()
+    if _CLI is not None:
+        import contextlib as _contextlib
 
-    # A command holds back the native libraries' start-up lines (see bireal_larq.console).
-    with _console.held_native_logs() if _QUIET_CLI else _contextlib.nullcontext():
-        _select_keras2()
-        import larq as _larq  # noqa: F401 - loads tf.keras: its start-up lines are held too
-
-        if _CLI is not None:  # finds the devices (CUDA's start-up lines) inside the hold; no
-            # runtime is initialised, so a distribution strategy can still be set up afterwards
+        # A command holds back the native libraries' start-up lines (see bireal_larq.console).
+        with _console.held_native_logs() if _QUIET_CLI else _contextlib.nullcontext():
+            _stack.select_keras2()
+            import larq as _larq  # noqa: F401 - loads tf.keras: its start-up lines are held too
             import tensorflow as _tf
 
+            # Finds the devices (CUDA's start-up lines) inside the hold; no runtime is
+            # initialised, so a distribution strategy can still be set up afterwards.
             _tf.config.list_physical_devices()
+    elif "tensorflow" in _sys.modules:
+        _stack.select_keras2()
 
-    from bireal_larq.models import (
-        CUSTOM_OBJECTS,
-        BiRealConfig,
-        build_model,
-        create_model,
-        list_models,
-        load_weights,
-        real_valued_twin,
-        register_model,
-        save_weights,
-        transfer_weights,
-    )
+from bireal_larq.utils import lazy_exports as _lazy_exports
 
 __version__ = "0.2.0"
 
+# The public names, loaded from bireal_larq.models on first use (importing the package or one
+# of its config modules does not import TensorFlow).
 __all__ = [
     "CUSTOM_OBJECTS",
     "BiRealConfig",
@@ -76,3 +72,13 @@ __all__ = [
     "save_weights",
     "transfer_weights",
 ]
+_EXPORTS = {name: "models" for name in __all__}
+_load, __dir__ = _lazy_exports(__name__, _EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in __all__ and _CLI != "bireal_larq.doctor":
+        from bireal_larq import stack
+
+        stack.select_keras2()  # a clear StackError before larq meets a Keras 3 tf.keras
+    return _load(name)

@@ -4,7 +4,10 @@ Larq 0.14 is written for Keras 2 (it subclasses ``LocallyConnected1D`` and uses
 ``tf.keras.optimizers.legacy``). TensorFlow 2.15 carries Keras 2 as ``tf.keras``; from 2.16 on,
 ``tf.keras`` is Keras 3 unless ``TF_USE_LEGACY_KERAS=1`` is set before ``tf.keras`` is first
 touched and the ``tf-keras`` package of the same minor version is installed (larq issues #909 and
-#911). :func:`select_keras2` runs when ``bireal_larq`` is imported; it is importable without
+#911). Importing ``bireal_larq`` runs :func:`check_installed` (the checks that need no
+TensorFlow import, and the variable set); :func:`select_keras2` (those checks, then a look at
+what ``tf.keras`` is) runs when TensorFlow is already loaded at that point, when a command
+starts, and when a public name of the package is first used. This module is importable without
 TensorFlow and imports nothing of the package.
 
 Supported stacks (the lock files under ``locks/`` pin each):
@@ -89,18 +92,71 @@ def request_keras2() -> None:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 
+def _unsupported_tf(version: str) -> StackError | None:
+    major, minor = _tf_minor(version)
+    if (major, minor) < (2, REFERENCE_TF_MINOR) or major > 2:
+        return StackError(
+            f"TensorFlow {version} is not supported; bireal_larq runs on TensorFlow "
+            "2.18-2.21 (with tf-keras of the same version) or 2.15.1. Install e.g. "
+            "`pip install 'tensorflow==2.21.*' 'tf-keras==2.21.*'`."
+        )
+    return None
+
+
+def _keras3_requested(version: str, user_value: str | None) -> StackError:
+    return StackError(
+        f"TF_USE_LEGACY_KERAS={user_value!r} asks TensorFlow {version} for Keras 3, "
+        "but larq (and so bireal_larq) needs Keras 2 (tf-keras). Unset the variable or set "
+        "it to 1, then restart the Python process."
+    )
+
+
+def check_installed() -> None:
+    """The checks that need no import of TensorFlow: Python, numpy, the TensorFlow version and
+    its Keras 2 (from the installed distributions' metadata), and ``TF_USE_LEGACY_KERAS``.
+
+    Sets ``TF_USE_LEGACY_KERAS=1`` where TensorFlow needs it (:func:`request_keras2`).
+
+    Raises:
+        StackError: naming what to change.
+    """
+    from importlib import metadata
+
+    check_python()
+    try:
+        check_numpy(metadata.version("numpy"))
+    except metadata.PackageNotFoundError:
+        pass  # importing numpy will say so
+    user_value = os.environ.get("TF_USE_LEGACY_KERAS")
+    request_keras2()
+    version = installed_tensorflow_version()
+    if version is None or _tf_minor(version) == (2, REFERENCE_TF_MINOR):
+        return
+    error = _unsupported_tf(version)
+    if error is not None:
+        raise error
+    if not legacy_keras_requested():
+        raise _keras3_requested(version, user_value)
+    major, minor = _tf_minor(version)
+    try:
+        metadata.version("tf-keras")
+    except metadata.PackageNotFoundError:
+        raise StackError(
+            f"TensorFlow {version} needs the tf-keras package for Keras 2, which is not "
+            f"installed. Install it with `pip install 'tf-keras=={major}.{minor}.*'`."
+        ) from None
+
+
 def select_keras2() -> None:
     """Makes ``tf.keras`` Keras 2 for this process, or raises :class:`StackError` saying why not.
 
-    Calls :func:`request_keras2`, then checks what ``tf.keras`` is. Importing TensorFlow here is
-    what every bireal_larq module does next anyway.
+    Runs :func:`check_installed`, then imports TensorFlow and checks what ``tf.keras`` is.
     """
-    check_python()
+    user_value = os.environ.get("TF_USE_LEGACY_KERAS")
+    check_installed()
     import numpy
 
     check_numpy(numpy.__version__)
-    user_value = os.environ.get("TF_USE_LEGACY_KERAS")
-    request_keras2()
     tf_imported_before = "tensorflow" in sys.modules
 
     import tensorflow as tf
@@ -108,18 +164,11 @@ def select_keras2() -> None:
     major, minor = _tf_minor(tf.__version__)
     if (major, minor) == (2, REFERENCE_TF_MINOR):
         return  # tf.keras is Keras 2.15 whatever the variable says
-    if (major, minor) < (2, REFERENCE_TF_MINOR) or major > 2:
-        raise StackError(
-            f"TensorFlow {tf.__version__} is not supported; bireal_larq runs on TensorFlow "
-            "2.18-2.21 (with tf-keras of the same version) or 2.15.1. Install e.g. "
-            "`pip install 'tensorflow==2.21.*' 'tf-keras==2.21.*'`."
-        )
+    error = _unsupported_tf(tf.__version__)
+    if error is not None:
+        raise error
     if not legacy_keras_requested():
-        raise StackError(
-            f"TF_USE_LEGACY_KERAS={user_value!r} asks TensorFlow {tf.__version__} for Keras 3, "
-            "but larq (and so bireal_larq) needs Keras 2 (tf-keras). Unset the variable or set "
-            "it to 1, then restart the Python process."
-        )
+        raise _keras3_requested(tf.__version__, user_value)
     # TensorFlow decides at its import which Keras `from tensorflow.keras import ...` reaches (it
     # records the choice in _tf_uses_legacy_keras) and at the first use of tf.keras what that
     # attribute is: both must be Keras 2.

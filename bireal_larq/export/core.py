@@ -29,9 +29,8 @@ import tensorflow as tf
 from bireal_larq.export import flatbuffer as fb
 from bireal_larq.models import get_entry, list_models
 from bireal_larq.models.layers import iter_layers
-from bireal_larq.runs import jsonable
 from bireal_larq.stack import import_lce
-from bireal_larq.utils import atomic_path
+from bireal_larq.utils import atomic_path, dtype_policy, jsonable
 
 TARGETS = ("arm", "xcore")
 BCONV_OP = "LceBconv2d"
@@ -602,17 +601,13 @@ def load_model_for_export(
         )
     get_entry(model)
     shape = tuple(input_shape) if input_shape is not None else default_input_shape(model)
-    previous = tf.keras.mixed_precision.global_policy()
-    tf.keras.mixed_precision.set_global_policy("float32")
-    try:
+    with dtype_policy("float32"):
         keras_model = create_model(
             model,
             input_shape=shape,
             num_classes=1000 if num_classes is None else num_classes,
             weights=checkpoint,
         )
-    finally:
-        tf.keras.mixed_precision.set_global_policy(previous)
     return keras_model, {
         "model": model,
         "checkpoint": os.path.abspath(checkpoint) if checkpoint else None,

@@ -1,30 +1,24 @@
-"""The Bi-Real Net model zoo: registry, trick config, layers, the builder, weight files."""
+"""The Bi-Real Net model zoo: registry, trick config, layers, the builder, weight files.
 
-from bireal_larq.models import zoo as _zoo  # noqa: F401  (registers the named variants)
-from bireal_larq.models.builder import build_model
-from bireal_larq.models.config import DEPTHS, BiRealConfig, real_valued_twin
-from bireal_larq.models.layers import CUSTOM_OBJECTS
-from bireal_larq.models.registry import (
-    create_model,
-    get_entry,
-    get_model_config,
-    list_models,
-    register_model,
-)
-from bireal_larq.models.weights import load_weights, save_weights, transfer_weights
+Names are loaded on first use: ``import bireal_larq.models.config`` needs no TensorFlow.
+"""
 
-__all__ = [
-    "DEPTHS",
-    "BiRealConfig",
-    "CUSTOM_OBJECTS",
-    "build_model",
-    "create_model",
-    "get_entry",
-    "get_model_config",
-    "list_models",
-    "load_weights",
-    "real_valued_twin",
-    "register_model",
-    "save_weights",
-    "transfer_weights",
-]
+from bireal_larq.utils import lazy_exports
+
+_EXPORTS = {
+    "DEPTHS": "config",
+    "BiRealConfig": "config",
+    "real_valued_twin": "config",
+    "CUSTOM_OBJECTS": "layers",
+    "build_model": "builder",
+    "create_model": "registry",
+    "get_entry": "registry",
+    "get_model_config": "registry",
+    "list_models": "registry",
+    "register_model": "registry",
+    "load_weights": "weights",
+    "save_weights": "weights",
+    "transfer_weights": "weights",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -16,7 +16,6 @@ Training-Tricks-for-Binarized-Neural-Networks (HolmesShuan, 2019); see docs/refe
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 from collections.abc import Sequence
 
@@ -32,23 +31,9 @@ from bireal_larq.models.layers import (
     RPReLU,
     Subsample2D,
 )
+from bireal_larq.utils import dtype_policy
 
 layers = tf.keras.layers
-
-
-@contextlib.contextmanager
-def _float32_policy():
-    """Builds layers (and the quantizer layers they create) under a float32 policy.
-
-    larq's quantizers are Keras layers made inside the conv's constructor from their names;
-    under a mixed global policy they would compute the sign and the mean|W| scale in 16 bits.
-    """
-    previous = tf.keras.mixed_precision.global_policy()
-    tf.keras.mixed_precision.set_global_policy("float32")
-    try:
-        yield
-    finally:
-        tf.keras.mixed_precision.set_global_policy(previous)
 
 
 def default_input_shape(config: BiRealConfig) -> tuple[int, int, int]:
@@ -123,7 +108,7 @@ class _Builder:
         constraint = None
         if c.kernel_quantizer is not None and c.weight_clip is not None:
             constraint = lq.constraints.WeightClip(c.weight_clip)
-        with _float32_policy():
+        with dtype_policy("float32"):
             conv_class = GroupedQuantConv2D if groups > 1 else lq.layers.QuantConv2D
             conv = conv_class(
                 filters,
@@ -340,7 +325,7 @@ class _Builder:
         if c.binary_last_layer:
             if c.rsign:
                 x = LearnableBias(name="logits_rsign")(x)
-            with _float32_policy():
+            with dtype_policy("float32"):
                 dense = lq.layers.QuantDense(
                     num_classes,
                     input_quantizer=quantizers.get(c.input_quantizer),

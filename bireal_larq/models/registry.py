@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from bireal_larq.models import zoo
 from bireal_larq.models.builder import build_model
 from bireal_larq.models.config import BiRealConfig, field_names, real_valued_twin
 from bireal_larq.models.weights import load_weights
@@ -63,6 +64,18 @@ def register_model(
         return fn
 
     return decorator
+
+
+def _register_zoo() -> None:
+    for name, (source, overrides) in zoo.VARIANTS.items():
+
+        def config_fn(overrides=overrides) -> BiRealConfig:
+            return BiRealConfig(**overrides)
+
+        register_model(name, source=source)(config_fn)
+
+
+_register_zoo()
 
 
 def list_models() -> list[str]:

@@ -1,13 +1,11 @@
-"""The registered Bi-Real Nets: each is a name, a source and a few config overrides.
+"""The named Bi-Real Nets: each is a name, a source and a few config overrides.
 
-Small-input versions (``*_small``: 3x3/1 stem without pooling, for 28-32 px inputs such as
-Fashion-MNIST and CIFAR) are registered from the same table.
+:data:`VARIANTS` is the table :mod:`bireal_larq.models.registry` registers. Small-input versions
+(``*_small``: 3x3/1 stem without pooling, for 28-32 px inputs such as Fashion-MNIST and CIFAR)
+are derived from the same table. Plain data: importing this module needs no TensorFlow.
 """
 
 from __future__ import annotations
-
-from bireal_larq.models.config import BiRealConfig
-from bireal_larq.models.registry import register_model
 
 # name -> (source, overrides of BiRealConfig)
 _VARIANTS: dict[str, tuple[str, dict]] = {
@@ -65,21 +63,10 @@ for _depth in (18, 34, 50):
 
 # Every variant has its small-input twin, except the PyTorch-numerics targets of converted
 # ImageNet weights.
-_SMALL = [name for name in _VARIANTS if not name.endswith("_torch")]
-
-def _register(name: str, source: str, overrides: dict) -> None:
-    def config_fn(overrides=overrides) -> BiRealConfig:
-        return BiRealConfig(**overrides)
-
-    register_model(name, source=source)(config_fn)
-
-
+VARIANTS: dict[str, tuple[str, dict]] = dict(_VARIANTS)
 for _name, (_source, _overrides) in _VARIANTS.items():
-    _register(_name, _source, _overrides)
-for _name in _SMALL:
-    _source, _overrides = _VARIANTS[_name]
-    _register(
-        f"{_name}_small",
-        _source + "; small-input stem (3x3/1, no pool)",
-        {**_overrides, "stem": "small"},
-    )
+    if not _name.endswith("_torch"):
+        VARIANTS[f"{_name}_small"] = (
+            _source + "; small-input stem (3x3/1, no pool)",
+            {**_overrides, "stem": "small"},
+        )

@@ -1,47 +1,32 @@
 """Training: recipes as frozen configs, losses, optimizers and schedules, the fit loop.
 
 Weight files are read and written by :mod:`bireal_larq.models` (``load_weights``,
-``save_weights``).
+``save_weights``). Names are loaded on first use: ``import bireal_larq.training.config`` needs
+no TensorFlow.
 """
 
-from bireal_larq.training.callbacks import NonFiniteLossError
-from bireal_larq.training.config import (
-    LossConfig,
-    OptimizerConfig,
-    ScheduleConfig,
-    StageConfig,
-    TeacherConfig,
-    TrainConfig,
-)
-from bireal_larq.training.distribute import check_batch_size, get_strategy
-from bireal_larq.training.experiments import get_experiment, list_experiments
-from bireal_larq.training.model import RecipeModel, compile_for_recipe
-from bireal_larq.training.runner import (
-    RunDirectoryConflict,
-    check_run,
-    resolve_run_config,
-    run_training,
-)
-from bireal_larq.training.schedules import EpochSchedule, build_schedule
+from bireal_larq.utils import lazy_exports
 
-__all__ = [
-    "EpochSchedule",
-    "LossConfig",
-    "NonFiniteLossError",
-    "OptimizerConfig",
-    "RecipeModel",
-    "RunDirectoryConflict",
-    "ScheduleConfig",
-    "StageConfig",
-    "TeacherConfig",
-    "TrainConfig",
-    "build_schedule",
-    "check_batch_size",
-    "check_run",
-    "compile_for_recipe",
-    "get_experiment",
-    "get_strategy",
-    "list_experiments",
-    "resolve_run_config",
-    "run_training",
-]
+_EXPORTS = {
+    "NonFiniteLossError": "callbacks",
+    "LossConfig": "config",
+    "OptimizerConfig": "config",
+    "ScheduleConfig": "config",
+    "StageConfig": "config",
+    "TeacherConfig": "config",
+    "TrainConfig": "config",
+    "check_batch_size": "distribute",
+    "get_strategy": "distribute",
+    "get_experiment": "experiments",
+    "list_experiments": "experiments",
+    "RecipeModel": "model",
+    "compile_for_recipe": "model",
+    "RunDirectoryConflict": "runner",
+    "check_run": "runner",
+    "resolve_run_config": "runner",
+    "run_training": "runner",
+    "EpochSchedule": "schedules",
+    "build_schedule": "schedules",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -23,7 +23,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from bireal_larq.runs import jsonable
+from bireal_larq.utils import jsonable
 
 OPTIMIZERS = ("adam", "sgd", "bop")
 SCHEDULES = ("constant", "linear", "steps", "cosine")
