@@ -66,7 +66,8 @@ def _flatbuffers() -> tuple[dict[str, bytes], dict[str, dict]]:
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from bireal_larq import benchmark
 
     threads = [int(t) for t in FLAGS.threads]

@@ -266,7 +266,8 @@ def decode_resize_dataset(paths, batch_size, size, cores):
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cores = FLAGS.cores
     available = sorted(os.sched_getaffinity(0))

@@ -23,7 +23,6 @@ each mode. Results are ratios on this host only.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import json
@@ -43,10 +42,49 @@ import bireal_larq  # noqa: E402, F401, I001 - before TensorFlow, on purpose
 import larq_zoo  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from bireal_larq import create_model  # noqa: E402
 from bireal_larq.utils import cpu_model  # noqa: E402
 from bireal_larq.models import quantizers  # noqa: E402
+
+FLAGS = flags.FLAGS
+XLA_MODES = ("off", "on")
+# The flags, in the order the result file records them ("args").
+FLAG_NAMES = ("sizes", "batch", "steps", "rounds", "classes", "small_base_filters", "out", "xla",
+              "table_from", "trainer_cost", "steps_per_execution", "cost_steps")
+# --trainer_cost's batch unless --batch is given: the size where host overhead dominates on a CPU
+TRAINER_COST_BATCH = 8
+
+
+def _define_flags() -> None:
+    """The command-line flags (defined when run as a script, not when imported)."""
+    flags.DEFINE_string("sizes", "224,32", "Input sizes, comma separated.")
+    flags.DEFINE_integer("batch", 32, "Batch size (with --trainer_cost: "
+                         f"{TRAINER_COST_BATCH} unless given).")
+    flags.DEFINE_integer("steps", 4, "Timed steps per round.")
+    flags.DEFINE_integer("rounds", 3, "Rounds (each model once per round, interleaved).")
+    flags.DEFINE_integer("classes", 1000, "Classes of the inputs larger than 32x32 (10 at "
+                         "32x32 and below).")
+    flags.DEFINE_integer("small_base_filters", None, "base_filters of the birealnet18_small "
+                         "rows (the tricks study uses 16); default: the registry's.")
+    flags.DEFINE_string("out", "runs/bench/training.json", "JSON results (with "
+                        "--trainer_cost also the markdown, .md beside it).")
+    flags.DEFINE_string("xla", "off", "Train steps without / with XLA: off, on or off,on (each "
+                        "model in each mode; ratios within a mode).")
+    flags.DEFINE_string("table_from", None, "Render the table of an earlier run's --out file "
+                        "from its samples (printed and stored back in the file) and measure "
+                        "nothing.")
+    flags.DEFINE_bool("trainer_cost", False, "Measure the trainer's own cost instead: "
+                      "run_training vs a bare model.fit, marginal ms per step (--rounds, "
+                      "--batch, --steps_per_execution, --cost_steps, --out; .md beside --out).")
+    flags.DEFINE_string("steps_per_execution", "1,16", "With --trainer_cost: the values to "
+                        "compare, comma separated.")
+    flags.DEFINE_string("cost_steps", ",".join(map(str, TRAINER_COST_STEPS)), "With "
+                        "--trainer_cost: the two step counts (low,high).")
+    flags.register_validator(
+        "xla", lambda value: all(m.strip() in XLA_MODES for m in value.split(",")),
+        message="--xla is invalid; valid: off, on, off,on")
 
 
 def _with_larq_quantizers(model: tf.keras.Model) -> tf.keras.Model:
@@ -239,15 +277,15 @@ def render_cost_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _trainer_cost_main(args) -> None:
+def _trainer_cost_main(batch: int) -> None:
     started = time.time()
     load = [round(x, 2) for x in os.getloadavg()]
-    per_executions = [int(k) for k in args.steps_per_execution.split(",")]
-    low, high = (int(n) for n in args.cost_steps.split(","))
+    per_executions = [int(k) for k in FLAGS.steps_per_execution.split(",")]
+    low, high = (int(n) for n in FLAGS.cost_steps.split(","))
     if not 0 < low < high:
-        raise SystemExit(f"--cost_steps={args.cost_steps!r} is invalid; valid: two step counts "
-                         "0 < low < high, e.g. 40,640")
-    report = trainer_cost(args.rounds, args.batch, per_executions, (low, high))
+        raise app.UsageError(f"--cost_steps={FLAGS.cost_steps!r} is invalid; valid: two step "
+                             "counts 0 < low < high, e.g. 40,640")
+    report = trainer_cost(FLAGS.rounds, batch, per_executions, (low, high))
     report.update(
         command=" ".join([os.path.relpath(sys.executable), *sys.argv]),
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -279,67 +317,42 @@ def _trainer_cost_main(args) -> None:
         "",
     ])
     print(markdown)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    with open(FLAGS.out, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
-    with open(os.path.splitext(args.out)[0] + ".md", "w", encoding="utf-8") as f:
+    with open(os.path.splitext(FLAGS.out)[0] + ".md", "w", encoding="utf-8") as f:
         f.write(markdown)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="224,32", help="input sizes, comma separated")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--classes", type=int, default=1000)
-    parser.add_argument("--small_base_filters", type=int, default=None,
-                        help="base_filters of the birealnet18_small rows (the tricks study uses "
-                        "16); default: the registry's")
-    parser.add_argument("--out", default="runs/bench/training.json")
-    parser.add_argument("--xla", default="off", help="train steps without / with XLA: off, on "
-                        "or off,on (each model in each mode; ratios within a mode)")
-    parser.add_argument("--table_from", default=None, help="render the table of an earlier "
-                        "run's --out file from its samples (printed and stored back in the "
-                        "file) and measure nothing")
-    parser.add_argument("--trainer_cost", action="store_true", help="measure the trainer's own "
-                        "cost instead: run_training vs a bare model.fit, marginal ms per step "
-                        "(--rounds, --batch, --steps_per_execution, --out; .md beside --out)")
-    parser.add_argument("--steps_per_execution", default="1,16",
-                        help="with --trainer_cost: the values to compare, comma separated")
-    parser.add_argument("--cost_steps", default=",".join(map(str, TRAINER_COST_STEPS)),
-                        help="with --trainer_cost: the two step counts (low,high)")
-    args = parser.parse_args()
-    if args.trainer_cost:
-        if args.batch == parser.get_default("batch"):
-            args.batch = 8  # the size where host overhead dominates on a CPU
-        _trainer_cost_main(args)
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.trainer_cost:
+        _trainer_cost_main(FLAGS.batch if FLAGS["batch"].present else TRAINER_COST_BATCH)
         return
-    if args.table_from:
-        with open(args.table_from, encoding="utf-8") as f:
+    if FLAGS.table_from:
+        with open(FLAGS.table_from, encoding="utf-8") as f:
             saved = json.load(f)
         saved["table"] = render_table(saved["results"])
         print(saved["table"])
-        with open(args.table_from, "w", encoding="utf-8") as f:  # the stored table follows
+        with open(FLAGS.table_from, "w", encoding="utf-8") as f:  # the stored table follows
             json.dump(saved, f, indent=2)
         return
-    modes = [m.strip() for m in args.xla.split(",")]
-    if not modes or any(m not in ("off", "on") for m in modes):
-        parser.error(f"--xla={args.xla!r} is invalid; valid: off, on, off,on")
+    modes = [m.strip() for m in FLAGS.xla.split(",")]
 
-    small_overrides = {} if args.small_base_filters is None else {
-        "base_filters": args.small_base_filters}
+    small_overrides = {} if FLAGS.small_base_filters is None else {
+        "base_filters": FLAGS.small_base_filters}
     results = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        classes = args.classes if size > 32 else 10
+    for size in [int(s) for s in FLAGS.sizes.split(",")]:
+        classes = FLAGS.classes if size > 32 else 10
         runners = {
             name + (" +XLA" if mode == "on" else ""): _fitter(
-                build, size, classes, args.batch, args.steps, jit=mode == "on")
+                build, size, classes, FLAGS.batch, FLAGS.steps, jit=mode == "on")
             for mode in modes
             for name, build in _models(size, classes, small_overrides).items()
         }
         samples: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(args.rounds):
+        for _ in range(FLAGS.rounds):
             for name, run in runners.items():
                 samples[name].append(run())
         for name, values in samples.items():
@@ -349,10 +362,12 @@ def main() -> None:
 
     table = render_table(results)
     print(table)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"args": vars(args), "results": results, "table": table}, f, indent=2)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    args = {name: FLAGS[name].value for name in FLAG_NAMES}
+    with open(FLAGS.out, "w", encoding="utf-8") as f:
+        json.dump({"args": args, "results": results, "table": table}, f, indent=2)
 
 
 if __name__ == "__main__":
-    main()
+    _define_flags()
+    app.run(main)

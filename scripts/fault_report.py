@@ -15,7 +15,6 @@ process's exit code is pytest's.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import platform
@@ -25,6 +24,9 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 
+from absl import app, flags
+
+FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITE = (
     "tests/test_faults.py",
@@ -91,16 +93,20 @@ def render(cases: list[dict], command: str, started: str, minutes: float, commit
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="results/faults.md", help="The markdown table.")
-    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers.")
-    args = parser.parse_args()
+def _define_flags() -> None:
+    """The command-line flags (defined when run as a script, not when imported)."""
+    flags.DEFINE_string("output", "results/faults.md", "The markdown table.")
+    flags.DEFINE_integer("workers", 2, "pytest-xdist workers.")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     started = datetime.datetime.now(datetime.timezone.utc)
     with tempfile.TemporaryDirectory() as tmp:
         junit = os.path.join(tmp, "faults.xml")
         command = [
-            sys.executable, "-m", "pytest", "-q", "-m", "not network", "-n", str(args.workers),
+            sys.executable, "-m", "pytest", "-q", "-m", "not network", "-n", str(FLAGS.workers),
             "--dist", "loadgroup", "-p", "no:cacheprovider", f"--junitxml={junit}", *SUITE,
         ]
         done = subprocess.run(command, cwd=REPO, check=False)
@@ -112,11 +118,10 @@ def main() -> int:
     minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=False,
                             capture_output=True, text=True).stdout.strip() or "unknown"
-    shown = "python scripts/fault_report.py " + shlex.join(
-        [f"--output={args.output}"] + ([f"--workers={args.workers}"] if args.workers != 2 else [])
-    )
+    workers = [f"--workers={FLAGS.workers}"] if FLAGS.workers != 2 else []
+    shown = "python scripts/fault_report.py " + shlex.join([f"--output={FLAGS.output}", *workers])
     text = render(cases, shown, started.strftime("%Y-%m-%d %H:%M UTC"), minutes, commit)
-    output = os.path.join(REPO, args.output) if not os.path.isabs(args.output) else args.output
+    output = os.path.join(REPO, FLAGS.output) if not os.path.isabs(FLAGS.output) else FLAGS.output
     os.makedirs(os.path.dirname(output), exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:
         f.write(text)
@@ -125,4 +130,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _define_flags()
+    app.run(main)

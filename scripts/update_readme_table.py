@@ -1,8 +1,13 @@
-"""Rewrites the model table of README.md from the registry (between the table markers)."""
+"""Rewrites the model table of README.md from the registry (between the table markers).
+
+    .venv/bin/python scripts/update_readme_table.py
+"""
 
 import pathlib
 import re
 import sys
+
+from absl import app
 
 from bireal_larq.models.registry import model_table_markdown
 
@@ -10,7 +15,9 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 BEGIN, END = "<!-- model-table:begin -->", "<!-- model-table:end -->"
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     text = README.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         print(f"README.md lacks the markers {BEGIN} / {END}", file=sys.stderr)
@@ -22,4 +29,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app.run(main)

@@ -2,7 +2,9 @@
 
 The published recipes live in ``experiments/``; their Fashion-MNIST versions are derived
 here in code (same stages, optimizers, losses and schedule shapes; durations scaled), so the
-two can never drift apart.
+two can never drift apart. A recipe file declares the length of its version
+(``FASHION_MNIST_EPOCHS``); the experiment registry (:mod:`bireal_larq.training.experiments`)
+then offers it as ``fmnist_<recipe>``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from typing import Any
 
 from bireal_larq.training.config import StageConfig, TrainConfig
 
-# The small-input model and size the Fashion-MNIST versions use (CPU-sized).
+# The small-input model, its size and the batch of the Fashion-MNIST versions (CPU-sized).
 FMNIST_MODEL = "birealnet18_small"
 FMNIST_OVERRIDES = {"base_filters": 32}
+FMNIST_BATCH_SIZE = 128
 
 
 def with_epochs(stage: StageConfig, epochs: int) -> StageConfig:
@@ -59,7 +62,7 @@ def fashion_mnist_version(
     config: TrainConfig,
     *,
     total_epochs: int,
-    batch_size: int = 128,
+    batch_size: int = FMNIST_BATCH_SIZE,
     augment: Any = None,
     model: str = FMNIST_MODEL,
     model_overrides: dict[str, Any] | None = None,
