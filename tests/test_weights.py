@@ -5,6 +5,7 @@ directory; the training throughput of a run's summary."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import pathlib
@@ -18,6 +19,7 @@ from train_support import SHAPE, synthetic_config
 import bireal_larq
 from bireal_larq import runs
 from bireal_larq.models import (
+    build_model,
     create_model,
     get_model_config,
     load_weights,
@@ -179,6 +181,21 @@ def test_a_model_without_a_config_cannot_take_a_recorded_file(tmp_path):
     clone = tf.keras.models.clone_model(model)  # the same layers, no bireal_config
     with pytest.raises(ValueError, match=r"has no bireal_config.*create_model"):
         load_weights(clone, path)
+
+
+def test_a_model_from_build_model_records_and_checks_its_config(tmp_path):
+    path = str(tmp_path / "built.h5")
+    config = get_model_config("birealnet18_small", base_filters=8)
+    model = build_model(config, input_shape=SHAPE, num_classes=4)
+    assert model.bireal_config == config
+    save_weights(model, path)
+    with h5py.File(path, "r") as f:
+        assert json.loads(f.attrs["bireal_config"])["base_filters"] == 8
+    other = build_model(dataclasses.replace(config, double_skip=False), input_shape=SHAPE,
+                        num_classes=4)
+    with pytest.raises(ValueError, match=r"double_skip: file True, model False"):
+        load_weights(other, path)
+    load_weights(build_model(config, input_shape=SHAPE, num_classes=4), path)
 
 
 def test_epoch_checkpoints_refuse_non_finite_weights(tmp_path):

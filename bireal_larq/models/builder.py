@@ -404,4 +404,6 @@ def build_model(
     if include_top:
         x = builder.head(x, num_classes)
     source = tf.keras.utils.get_source_inputs(inputs) if input_tensor is not None else inputs
-    return tf.keras.Model(source, x, name=name)
+    model = tf.keras.Model(source, x, name=name)
+    model.bireal_config = config  # what save_weights records and load_weights compares
+    return model

@@ -36,6 +36,9 @@ LAYOUTS = ("bireal", "catalogue")
 ACTIVATIONS = ("none", "prelu", "rprelu")
 SHORTCUTS = ("bireal", "v1", "v2", "v3")
 PADDING_ALIGNMENTS = ("tf", "torch")
+# Fields that only shape training (initialisation, BatchNorm's moving-average rate, the weight
+# clip): weights trained under other values still compute the same function.
+TRAINING_ONLY_FIELDS = ("kernel_initializer", "bn_momentum", "weight_clip")
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
-from bireal_larq.models.config import DEPTHS
+from bireal_larq.models.config import DEPTHS, TRAINING_ONLY_FIELDS
 from bireal_larq.models.registry import create_model, get_model_config
-from bireal_larq.models.weights import _TRAINING_ONLY, save_weights
+from bireal_larq.models.weights import save_weights
 
 TORCH_BN_EPSILON = 1e-5
 _PTH_HINT = "reading .pth files needs PyTorch: pip install 'bireal_larq[pytorch]'"
@@ -161,7 +161,7 @@ def _keys_for(kind: str, prefix: str) -> list[str]:
 # Fields a checkpoint does not fix (its width is read from it, BN epsilon is folded into the
 # weights) and quantizers with the same forward pass: a model differing from the plain
 # ``*_torch`` configuration in anything else computes another function with these weights.
-_FREE_FIELDS = ("base_filters", "bn_epsilon", *_TRAINING_ONLY)
+_FREE_FIELDS = ("base_filters", "bn_epsilon", *TRAINING_ONLY_FIELDS)
 _SAME_FORWARD = {
     "input_quantizer": ("approx_sign", "ste_sign"),
     "kernel_quantizer": ("magnitude_aware_sign", "magnitude_aware_sign_unscaled"),

@@ -148,7 +148,6 @@ def create_model(
         num_classes=num_classes,
         name=name + ("_twin" if real_valued else ""),
     )
-    model.bireal_config = config
     if weights is not None:
         load_weights(model, weights)
     return model

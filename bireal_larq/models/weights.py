@@ -26,16 +26,13 @@ from dataclasses import dataclass
 import h5py
 import tensorflow as tf
 
-from bireal_larq.models.config import BiRealConfig
+from bireal_larq.models.config import TRAINING_ONLY_FIELDS, BiRealConfig
 from bireal_larq.stack import hdf5_format
 from bireal_larq.utils import atomic_path
 
 # The root attribute holding the architecture a file's weights compute with.
 _CONFIG_ATTR = "bireal_config"
 
-# Fields that only shape training (initialisation, BatchNorm's moving-average rate, the
-# weight clip): a file trained under other values still computes the same function.
-_TRAINING_ONLY = ("kernel_initializer", "bn_momentum", "weight_clip")
 
 # larq_zoo.literature.BiRealNet: the registry's "birealnet18" (the defaults of BiRealConfig,
 # tagged [ZOO] in bireal_larq.models.config). The only architecture a file matched by layer
@@ -135,7 +132,7 @@ def _differences(saved: dict, config: BiRealConfig) -> dict[str, tuple]:
     return {
         k: (saved.get(k, defaults[k]), v)
         for k, v in current.items()
-        if k not in _TRAINING_ONLY and saved.get(k, defaults[k]) != v
+        if k not in TRAINING_ONLY_FIELDS and saved.get(k, defaults[k]) != v
     }
 
 
@@ -176,7 +173,7 @@ def _check_zoo_architecture(model: tf.keras.Model, path: str) -> None:
     differ = {
         f: getattr(config, f)
         for f in config.to_dict()
-        if f not in _TRAINING_ONLY and getattr(config, f) != getattr(_LARQ_ZOO_CONFIG, f)
+        if f not in TRAINING_ONLY_FIELDS and getattr(config, f) != getattr(_LARQ_ZOO_CONFIG, f)
     }
     if differ:
         raise ValueError(
