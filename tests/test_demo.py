@@ -30,6 +30,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BOUND = 900  # seconds for each of the two demo processes: longer is a hang
 
+# The demo's own progress: blank lines, each step's header and end ("=== ..."), its command
+# ("$ python -m ..."), the demo's notes ("demo: ...", "Demo finished in ...") and the
+# training's progress lines ("epoch 1/1 step 45/468 (10 %, ...", "epoch 1/1 done in ...").
+PROGRESS = re.compile(
+    r"^(\s*$|=== |\$ python -m |demo: |Demo finished in |epoch \d+/\d+ (step \d+/\d+ |done in ))"
+)
+MAX_OTHER_LINES = 60  # what the demo prints besides its progress: results, tables, warnings
+
 
 def _kill_at(command: list[str], marker: str) -> str:
     """Runs ``command`` and SIGKILLs its whole process group (its steps included) one second
@@ -79,6 +87,11 @@ def test_demo_runs_every_step_resumes_after_a_kill_and_writes_the_report(tmp_pat
                if console.is_noise(line, nvidia_driver=False) or "Load dataset info" in line
                or "Non-Converted Ops" in line or "Traceback" in line]
     assert not chatter, chatter[:20]
+    # Together the two processes ran every step once (the data preparation twice).
+    other = [line for line in (first + done.stdout + done.stderr).splitlines()
+             if not PROGRESS.match(line)]
+    assert len(other) < MAX_OTHER_LINES, (
+        f"{len(other)} lines besides the demo's progress:\n" + "\n".join(other))
     for title in ("Train", "Evaluate the Keras model on the test set"):
         assert re.search(rf"=== {title}: finished earlier \(.+\), reused", done.stdout), title
     assert f"demo: resuming at step '{export_title}'" in done.stdout

@@ -2,6 +2,9 @@
 
 import io
 import os
+import re
+import sys
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -89,3 +92,44 @@ def test_training_points_are_recorded_within_epochs_and_drawn(tmp_path):
     model.fit(x, y, batch_size=2, epochs=1, verbose=0,
               callbacks=[TrainingPoints(short, steps_per_epoch=8)])
     assert not os.path.exists(short)  # 8 steps: no point before step 10
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def _train_printing_to(stdout, tmp_path, monkeypatch) -> None:
+    """A one-epoch run of 4 steps at the train command's verbosity, its stdout ``stdout``."""
+    from train_support import synthetic_config
+
+    from bireal_larq.training import run_training
+
+    monkeypatch.setattr(sys, "stdout", stdout)
+    run_training(synthetic_config(), str(tmp_path / "run"))
+
+
+def test_training_in_a_terminal_shows_keras_progress_bar(tmp_path, monkeypatch):
+    terminal = _Terminal()
+    _train_printing_to(terminal, tmp_path, monkeypatch)
+    out = terminal.getvalue()
+    assert "\r" in out and re.search(r"4/4 \[=+\]", out), out
+    assert "epoch 1/1 done in" not in out, out
+
+
+def test_training_into_a_pipe_prints_plain_lines(tmp_path, monkeypatch):
+    read, write = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read, 4096),
+                                                                  b"")))
+    reader.start()
+    with os.fdopen(write, "w", encoding="utf-8") as pipe:
+        _train_printing_to(pipe, tmp_path, monkeypatch)
+        monkeypatch.undo()
+    reader.join(timeout=60)
+    os.close(read)
+    out = b"".join(chunks).decode("utf-8")
+    assert "\r" not in out and "\b" not in out and "[=" not in out, repr(out)
+    assert re.search(r"^epoch 1/1 done in \d+ s - loss: [\d.]+ - top1: [\d.]+", out, re.M), out

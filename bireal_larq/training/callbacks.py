@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from bireal_larq.models.weights import save_weights
+from bireal_larq.training.model import binary_kernels
 
 
 class NonFiniteLossError(RuntimeError):
@@ -256,46 +257,72 @@ def read_history(path: str) -> list[dict[str, str]]:
 
 
 class BinaryWeightFlips(tf.keras.callbacks.Callback):
-    """Writes to TensorBoard, at each epoch's end, the fraction of binary weights whose sign
-    changed since the previous epoch's end: per binary layer (``binary_weight_flips/<layer>``)
-    and over all of them (``binary_weight_flips/all``), in ``log_dir``.
+    """Writes to TensorBoard (``log_dir``), at each epoch's end, two measures of how the binary
+    weights move, per binary layer and over all of them (``<measure>/<layer>``,
+    ``<measure>/all``):
+
+    * ``flip_ratio``: larq's ``FlipRatio``, the fraction of a layer's weight signs that one
+      training step changed, averaged over the epoch's steps. It is how busy the binary weights
+      are from step to step (what a learning rate, Bop's threshold or a clip window acts on).
+      The training model updates it in its ``train_step``
+      (:attr:`bireal_larq.training.model.RecipeModel.flip_ratios`); this callback restarts it
+      at each epoch's start and reads it at its end. A model without ``flip_ratios`` has none.
+    * ``binary_weight_flips``: the fraction of a layer's weight signs that differ from those
+      at the previous epoch's end: how far the binary network itself moved in the epoch. A
+      sign flipped and flipped back within the epoch counts in the first only; their gap is
+      the weights' oscillation.
 
     The binary weights are the kernels of ``model``'s layers with a kernel quantizer; their
-    signs are what the exported model keeps. Place it after the callback that restores a
-    resume point: the first epoch compares with the weights training starts from.
+    signs (+1 at 0, as larq's sign) are what the exported model keeps. ``model`` is the model
+    whose weights train (the student); the training model is the one ``fit`` runs. Place it
+    after the callback that restores a resume point: the first epoch compares with the weights
+    training starts from.
     """
 
     def __init__(self, model: tf.keras.Model, log_dir: str):
         super().__init__()
         self.log_dir = log_dir
-        self.kernels = [
-            (layer.name, layer.kernel)
-            for layer in model.layers
-            if getattr(layer, "kernel_quantizer", None) is not None
-            and getattr(layer, "kernel", None) is not None
-        ]
+        self.kernels = binary_kernels(model)
         self._signs: dict[str, np.ndarray] = {}
         self._writer = None
 
     def _read(self) -> dict[str, np.ndarray]:
-        return {name: np.signbit(np.asarray(kernel)) for name, kernel in self.kernels}
+        return {name: np.asarray(kernel) >= 0 for name, kernel in self.kernels}
+
+    def _flip_ratios(self) -> dict:
+        return getattr(self.model, "flip_ratios", None) or {}
 
     def on_train_begin(self, logs=None):
         if self.kernels:
             self._signs = self._read()
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._flip_ratios():
+            self.model.restart_flip_ratios()
+
+    def _write(self, measure: str, ratios: dict[str, float], sizes: dict[str, int], epoch):
+        for name, ratio in ratios.items():
+            tf.summary.scalar(f"{measure}/{name}", ratio, step=epoch)
+        total = sum(sizes[name] for name in ratios)
+        overall = sum(ratios[name] * sizes[name] for name in ratios) / max(total, 1)
+        tf.summary.scalar(f"{measure}/all", overall, step=epoch)
+
     def on_epoch_end(self, epoch, logs=None):
         if not self.kernels or self._writer is None:
             return
         signs = self._read()
-        flipped = total = 0
+        sizes = {name: now.size for name, now in signs.items()}
+        changed = {
+            name: np.count_nonzero(now != self._signs[name]) / now.size
+            for name, now in signs.items()
+        }
+        metrics = self._flip_ratios()
+        steps = {name: float(m.result()) for name, m in metrics.items() if name in sizes}
         with self._writer.as_default():
-            for name, now in signs.items():
-                changed = int(np.count_nonzero(now != self._signs[name]))
-                flipped, total = flipped + changed, total + now.size
-                tf.summary.scalar(f"binary_weight_flips/{name}", changed / now.size, step=epoch)
-            tf.summary.scalar("binary_weight_flips/all", flipped / max(total, 1), step=epoch)
+            if steps:
+                self._write("flip_ratio", steps, sizes, epoch)
+            self._write("binary_weight_flips", changed, sizes, epoch)
         self._writer.flush()
         self._signs = signs
 

@@ -9,7 +9,9 @@ and gradient centralization, and handles loss scaling under mixed precision. In 
     trainer = compile_for_recipe(model, stage, batch_size=128, steps_per_epoch=100)
     trainer.fit(train_ds, validation_data=val_ds, epochs=...)
 
-The weights that matter live in ``trainer.student`` (the model passed in).
+The weights that matter live in ``trainer.student`` (the model passed in). The trainer also
+keeps larq's ``FlipRatio`` of every binary kernel (``trainer.flip_ratios``), updated after each
+training step, outside the student: its weights and their files are those of the model alone.
 
 [Tricks #n] is item n of Training-Tricks-for-Binarized-Neural-Networks (HolmesShuan, 2019).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import re
 
+import larq as lq
 import tensorflow as tf
 
 from bireal_larq.training import losses
@@ -45,6 +48,23 @@ def stage_output_layers(model: tf.keras.Model) -> list[str]:
             "feature matching needs a Bi-Real Net from the registry"
         )
     return [last[s] for s in sorted(last)]
+
+
+def binary_kernels(model: tf.keras.Model) -> list[tuple[str, tf.Variable]]:
+    """``(layer name, kernel)`` of every layer of ``model`` with a kernel quantizer, in order: the
+    binary weights, whose signs the exported model keeps. The kernel is the latent real-valued
+    variable (larq's quantized view of it is used inside the layer only)."""
+    return [
+        (layer.name, getattr(layer.kernel, "latent_variable", layer.kernel))
+        for layer in model.layers
+        if getattr(layer, "kernel_quantizer", None) is not None
+        and getattr(layer, "kernel", None) is not None
+    ]
+
+
+def kernel_signs(kernel: tf.Variable) -> tf.Tensor:
+    """Where ``kernel`` is non-negative: its binary weights' signs, +1 at 0 as larq's sign."""
+    return tf.math.greater_equal(kernel, tf.zeros((), kernel.dtype))
 
 
 def _ends_in_softmax(model: tf.keras.Model) -> bool:
@@ -144,6 +164,15 @@ class RecipeModel(tf.keras.Model):
                 name="class_centers",
                 aggregation=tf.VariableAggregation.MEAN,
             )
+        # larq's FlipRatio per binary kernel: the fraction of its signs a training step changed,
+        # averaged over the steps since the last restart_flip_ratios(). Not among ``metrics``:
+        # the progress lines and history.csv keep the loss and accuracies only, and evaluation
+        # leaves them alone.
+        self.flip_ratios: dict[str, lq.metrics.FlipRatio] = {}
+        for layer_name, kernel in binary_kernels(student):
+            metric = lq.metrics.FlipRatio(name=f"flip_ratio/{layer_name}")
+            metric.build(kernel.shape)
+            self.flip_ratios[layer_name] = metric
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
         self.top1 = tf.keras.metrics.CategoricalAccuracy(name="top1")
         self.top5 = tf.keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")
@@ -157,6 +186,17 @@ class RecipeModel(tf.keras.Model):
 
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
+
+    def _update_flip_ratios(self) -> None:
+        for name, kernel in binary_kernels(self.student):
+            self.flip_ratios[name].update_state(kernel_signs(kernel))
+
+    def restart_flip_ratios(self) -> None:
+        """Starts the flip ratios anew from the kernels' current signs: the next training step's
+        flips are the first counted."""
+        for metric in self.flip_ratios.values():
+            metric.reset_state()
+        self._update_flip_ratios()  # the reference the next step is compared with
 
     def _objective(self, x, targets, outputs):
         cfg = self.loss_config
@@ -261,6 +301,7 @@ class RecipeModel(tf.keras.Model):
                     embedding, targets, self.centers, self.loss_config.center_alpha
                 )
             )
+        self._update_flip_ratios()
         return self._update_metrics(y, outputs[1], per_example)
 
     def test_step(self, data):
