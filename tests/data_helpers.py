@@ -165,3 +165,8 @@ def rgba_png_bytes(array: np.ndarray, alpha: int = 128) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def first_batches(ds, n: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first ``n`` (images, labels) batches of a dataset, as NumPy arrays."""
+    return [(x.numpy(), y.numpy()) for x, y in ds.take(n)]

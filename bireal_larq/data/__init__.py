@@ -1,8 +1,11 @@
-"""Input pipelines: sources, pure preprocessing ops and the one ``get_dataset`` function.
+"""Input pipelines: dataset specs, sources, pure preprocessing ops and the one ``get_dataset``.
 
 Public API (the contract training, export and deploy code against):
 
 * :func:`get_dataset` -> (batched ``tf.data.Dataset`` of (image, one-hot label), example count)
+* :class:`DatasetSpec` / :func:`dataset_spec`: what is fixed about each dataset, declared once
+  in ``specs.py`` (:data:`DATASETS`, :data:`DEFAULT_PRESETS` and :class:`DatasetInfo` follow
+  from the specs)
 * :class:`AugmentConfig` / :func:`preset`: every augmentation choice, one preset per recipe
 * :func:`dataset_info` -> :class:`DatasetInfo`
 * :func:`eval_preprocess`: raw uint8 image -> model input (also used by export and deploy)
@@ -10,34 +13,44 @@ Public API (the contract training, export and deploy code against):
   limit on the pixels an image file may declare (``max_image_pixels`` of ``get_dataset``)
 * :func:`save_class_names` / :func:`load_class_names`: ``classes.json`` next to checkpoints
 * :func:`prepare` / :func:`prepare_fashion_mnist`: offline, locked TFDS preparation
+
+The names are loaded on first use: importing ``bireal_larq.data.specs``, ``.config`` or
+``.info`` (or one of their names from here) does not import TensorFlow.
 """
 
-from bireal_larq.data.config import DEFAULT_PRESETS, PRESETS, AugmentConfig, default_augment, preset
-from bireal_larq.data.info import (
-    CLASSES_FILE,
-    DATASETS,
-    DatasetInfo,
-    dataset_info,
-    load_class_names,
-    save_class_names,
-)
-from bireal_larq.data.pipeline import (
-    eval_preprocess,
-    get_dataset,
-    train_geometry,
-    train_photometric,
-    train_preprocess,
-)
-from bireal_larq.data.sources import (
-    FASHION_MNIST_DIR,
-    MAX_IMAGE_PIXELS,
-    CorruptImageError,
-    corrupt_image_errors,
-    fashion_mnist_available,
-    load_image,
-    prepare,
-    prepare_fashion_mnist,
-)
+from bireal_larq.utils import lazy_exports
+
+# Public name -> the submodule defining it.
+_EXPORTS = {
+    "DATASETS": "specs",
+    "DatasetSpec": "specs",
+    "dataset_spec": "specs",
+    "DEFAULT_PRESETS": "config",
+    "PRESETS": "config",
+    "AugmentConfig": "config",
+    "default_augment": "config",
+    "preset": "config",
+    "CLASSES_FILE": "info",
+    "DatasetInfo": "info",
+    "dataset_info": "info",
+    "load_class_names": "info",
+    "save_class_names": "info",
+    "eval_preprocess": "pipeline",
+    "get_dataset": "pipeline",
+    "train_geometry": "pipeline",
+    "train_photometric": "pipeline",
+    "train_preprocess": "pipeline",
+    "FASHION_MNIST_DIR": "sources",
+    "MAX_IMAGE_PIXELS": "sources",
+    "CorruptImageError": "sources",
+    "corrupt_image_errors": "sources",
+    "fashion_mnist_available": "sources",
+    "load_image": "sources",
+    "prepare": "sources",
+    "prepare_fashion_mnist": "sources",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "CLASSES_FILE",
@@ -50,7 +63,9 @@ __all__ = [
     "CorruptImageError",
     "corrupt_image_errors",
     "DatasetInfo",
+    "DatasetSpec",
     "dataset_info",
+    "dataset_spec",
     "default_augment",
     "eval_preprocess",
     "fashion_mnist_available",

@@ -18,6 +18,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from bireal_larq.data.specs import SPECS
+
 CROPS = ("random_resized", "resize_random_crop", "pad_random_crop", "none")
 AUTOAUGMENT_POLICIES = ("none", "cifar10")
 
@@ -145,15 +147,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "none": dict(crop="none", flip=False, eval_resize_ratio=1.0, **_NO_PHOTOMETRIC),
 }
 
-# Dataset name -> the preset get_dataset uses when ``augment`` is None.
-DEFAULT_PRESETS = {
-    "imagenet2012": "imagenet",
-    "imagefolder": "imagenet",
-    "cifar10": "cifar",
-    "cifar100": "cifar",
-    "fashion_mnist": "fashion_mnist",
-    "synthetic": "none",
-}
+# Dataset name -> the preset get_dataset uses when ``augment`` is None (each spec's
+# ``default_preset``).
+DEFAULT_PRESETS = {name: spec.default_preset for name, spec in SPECS.items()}
 
 
 def preset(name: str, **overrides: Any) -> AugmentConfig:
@@ -168,7 +164,8 @@ def preset(name: str, **overrides: Any) -> AugmentConfig:
 
 
 def default_augment(dataset: str) -> AugmentConfig:
-    """The default training recipe of a dataset (see :data:`DEFAULT_PRESETS`)."""
-    if dataset not in DEFAULT_PRESETS:
-        raise ValueError(f"Unknown dataset {dataset!r}; valid: {sorted(DEFAULT_PRESETS)}")
-    return preset(DEFAULT_PRESETS[dataset])
+    """The default training recipe of a dataset: its spec's ``default_preset`` (see
+    :data:`DEFAULT_PRESETS`)."""
+    if dataset not in SPECS:
+        raise ValueError(f"Unknown dataset {dataset!r}; valid: {sorted(SPECS)}")
+    return preset(SPECS[dataset].default_preset)

@@ -1,22 +1,57 @@
 """What the rest of the project needs to know about a dataset, and the class-name file.
 
 ``DatasetInfo`` answers "what does the model see": class count, input shape after evaluation
-preprocessing, normalisation statistics, split names and class names. It never loads images.
+preprocessing, normalisation statistics, split names and class names. It is built from the
+dataset's :class:`~bireal_larq.data.specs.DatasetSpec` and what the source adds without loading
+images (an image folder's class folders, a TFDS builder's class names and split sizes). Also
+the listing of an image folder's files. Imports nothing of TensorFlow (TFDS is imported only to
+describe a TFDS dataset).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-DATASETS = ("imagenet2012", "imagefolder", "cifar10", "cifar100", "fashion_mnist", "synthetic")
-TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "fashion_mnist")
+from bireal_larq.data.specs import (
+    DATASETS,
+    IMAGE_FOLDER,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SYNTHETIC,
+    SYNTHETIC_NUM_EXAMPLES,
+    TFDS,
+    TFDS_DATASETS,
+    DatasetSpec,
+    check_name,
+    dataset_spec,
+)
+from bireal_larq.utils import atomic_path
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = [
+    "CLASSES_FILE",
+    "DATASETS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "TFDS_DATASETS",
+    "DatasetInfo",
+    "check_name",
+    "dataset_info",
+    "default_data_dir",
+    "imagefolder_classes",
+    "imagefolder_files",
+    "imagefolder_split_dir",
+    "is_prepared",
+    "load_class_names",
+    "save_class_names",
+]
+
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 log = logging.getLogger(__name__)
 CLASSES_FILE = "classes.json"
@@ -49,6 +84,23 @@ class DatasetInfo:
     resize_eval: bool = False
     num_examples: dict[str, int] = field(default_factory=dict)
 
+    @classmethod
+    def from_spec(cls, spec: DatasetSpec, **changes: Any) -> DatasetInfo:
+        """The info of ``spec`` as it stands, with ``changes`` (what the source adds or the
+        caller's options set: class names, class count, image shape, split sizes)."""
+        values = dict(
+            name=spec.name,
+            num_classes=spec.num_classes,
+            image_shape=spec.image_shape,
+            mean=spec.mean,
+            std=spec.std,
+            train_split=spec.train_split,
+            eval_split=spec.eval_split,
+            class_names=spec.class_names,
+            resize_eval=spec.resize_eval,
+        )
+        return cls(**{**values, **changes})
+
     @property
     def channels(self) -> int:
         return self.image_shape[-1]
@@ -69,13 +121,7 @@ class DatasetInfo:
         if image_size is None:
             return self
         h, w = _pair(image_size, "image_size")
-        return _replace(self, image_shape=(h, w, self.channels))
-
-
-def _replace(info: DatasetInfo, **changes: Any) -> DatasetInfo:
-    import dataclasses
-
-    return dataclasses.replace(info, **changes)
+        return dataclasses.replace(self, image_shape=(h, w, self.channels))
 
 
 def _pair(value: int | tuple[int, int] | list[int], what: str) -> tuple[int, int]:
@@ -91,13 +137,8 @@ def _pair(value: int | tuple[int, int] | list[int], what: str) -> tuple[int, int
 
 
 def default_data_dir(data_dir: str | None = None) -> str | None:
-    """``data_dir`` if given, else $TFDS_DATA_DIR if set, else None (TFDS's own default)."""
+    """``data_dir`` if given, else $TFDS_DATA_DIR if set, else None (TFDS's default)."""
     return data_dir or os.environ.get("TFDS_DATA_DIR") or None
-
-
-def check_name(name: str) -> None:
-    if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; valid: {list(DATASETS)}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -105,16 +146,19 @@ def check_name(name: str) -> None:
 
 
 def save_class_names(directory: str, class_names: list[str] | tuple[str, ...]) -> str:
-    """Writes ``directory/classes.json`` (index -> class name) and returns its path."""
+    """Writes ``directory/classes.json`` (index -> class name) atomically and returns its path.
+
+    Raises:
+        ValueError: two classes share a name.
+        bireal_larq.utils.WriteError: the file could not be written (the previous one, if
+            any, is unchanged).
+    """
     names = [str(n) for n in class_names]
     if len(set(names)) != len(names):
         raise ValueError("class_names contains duplicates; each class needs a distinct name")
-    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, CLASSES_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump({"class_names": names}, f, indent=1)
-    os.replace(tmp, path)
     return path
 
 
@@ -236,6 +280,7 @@ def imagefolder_files(root: str, split: str, classes: list[str]) -> tuple[list[s
 
 
 # ------------------------------------------------------------------------------------------
+# DatasetInfo of a dataset: its spec and what its source adds
 
 
 def dataset_info(name: str, data_dir: str | None = None, **source_kwargs: Any) -> DatasetInfo:
@@ -252,92 +297,81 @@ def dataset_info(name: str, data_dir: str | None = None, **source_kwargs: Any) -
     Raises:
         ValueError: unknown name or invalid keyword.
     """
-    check_name(name)
-    if name == "synthetic":
-        known = {"image_shape", "num_classes", "num_examples"}
-        unknown = sorted(set(source_kwargs) - known)
-        if unknown:
-            raise ValueError(f"Unknown synthetic option(s) {unknown}; valid: {sorted(known)}")
-        shape = tuple(source_kwargs.get("image_shape") or (224, 224, 3))
-        num_classes = source_kwargs.get("num_classes") or 1000
-        if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
-            raise ValueError(f"image_shape={shape!r} is invalid; valid: (H, W, C) positive ints")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes={num_classes!r} is invalid; valid: an int >= 1")
-        counts = source_kwargs.get("num_examples") or {"train": 1024, "test": 256}
-        if isinstance(counts, int):
-            counts = {"train": counts, "test": counts}
-        if (
-            not isinstance(counts, dict)
-            or set(counts) != {"train", "test"}
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
-                       for v in counts.values())
-        ):
-            raise ValueError(
-                f"num_examples={source_kwargs.get('num_examples')!r} is invalid; valid: an int "
-                "or {'train': n, 'test': m} with n, m >= 1"
-            )
-        if shape[-1] == 3:
-            mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-        else:
-            mean, std = (0.5,) * shape[-1], (0.25,) * shape[-1]
-        return DatasetInfo(
-            name,
-            num_classes,
-            shape,
-            mean,
-            std,
-            num_examples=dict(counts),  # type: ignore[arg-type]
+    spec = dataset_spec(name)
+    return _INFO_OF_SOURCE[spec.source](spec, data_dir, source_kwargs)
+
+
+SYNTHETIC_OPTIONS = ("image_shape", "num_classes", "num_examples")
+
+
+def _synthetic_info(spec: DatasetSpec, data_dir: str | None, options: dict) -> DatasetInfo:
+    """Generated images: the spec's shape and class count unless ``options`` set them."""
+    unknown = sorted(set(options) - set(SYNTHETIC_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"Unknown synthetic option(s) {unknown}; valid: {sorted(SYNTHETIC_OPTIONS)}"
         )
-    if name == "imagefolder":
-        # class_names (e.g. from a run's classes.json) describe the folder without reading it
-        names = source_kwargs.get("class_names")
-        classes = list(names) if names else imagefolder_classes(data_dir)
-        return DatasetInfo(
-            name,
-            len(classes),
-            (224, 224, 3),
-            IMAGENET_MEAN,
-            IMAGENET_STD,
-            train_split="train",
-            eval_split="val",
-            class_names=tuple(classes),
-            resize_eval=True,
+    shape = tuple(options.get("image_shape") or spec.image_shape)
+    num_classes = options.get("num_classes") or spec.num_classes
+    if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ValueError(f"image_shape={shape!r} is invalid; valid: (H, W, C) positive ints")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r} is invalid; valid: an int >= 1")
+    counts = options.get("num_examples") or SYNTHETIC_NUM_EXAMPLES
+    if isinstance(counts, int):
+        counts = {"train": counts, "test": counts}
+    if (
+        not isinstance(counts, dict)
+        or set(counts) != {"train", "test"}
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                   for v in counts.values())
+    ):
+        raise ValueError(
+            f"num_examples={options.get('num_examples')!r} is invalid; valid: an int "
+            "or {'train': n, 'test': m} with n, m >= 1"
         )
-    static = {
-        "imagenet2012": (1000, (224, 224, 3), IMAGENET_MEAN, IMAGENET_STD, "validation", True),
-        "cifar10": (
-            10,
-            (32, 32, 3),
-            (0.4914, 0.4822, 0.4465),
-            (0.2470, 0.2435, 0.2616),
-            "test",
-            False,
-        ),
-        "cifar100": (
-            100,
-            (32, 32, 3),
-            (0.5071, 0.4865, 0.4409),
-            (0.2673, 0.2564, 0.2762),
-            "test",
-            False,
-        ),
-        "fashion_mnist": (10, (28, 28, 1), (0.2860,), (0.3530,), "test", False),
-    }[name]
-    num_classes, shape, mean, std, eval_split, resize_eval = static
-    class_names, counts = _tfds_metadata(name, data_dir)
-    return DatasetInfo(
-        name,
-        num_classes,
-        shape,
-        mean,
-        std,
-        train_split="train",
-        eval_split=eval_split,
-        class_names=class_names,
-        resize_eval=resize_eval,
-        num_examples=counts,
+    channels = shape[-1]
+    same = channels == len(spec.mean)  # else the spec's first channel's statistics for each
+    return DatasetInfo.from_spec(
+        spec,
+        num_classes=num_classes,
+        image_shape=shape,
+        mean=spec.mean if same else (spec.mean[0],) * channels,
+        std=spec.std if same else (spec.std[0],) * channels,
+        num_examples=dict(counts),
     )
+
+
+def _imagefolder_info(spec: DatasetSpec, data_dir: str | None, options: dict) -> DatasetInfo:
+    """The classes of the folder: ``class_names`` (e.g. from a run's classes.json) describe
+    it without reading it, else the class folders of train/ (else val/)."""
+    names = options.get("class_names")
+    classes = list(names) if names else imagefolder_classes(data_dir)
+    return DatasetInfo.from_spec(spec, num_classes=len(classes), class_names=tuple(classes))
+
+
+def _tfds_info(spec: DatasetSpec, data_dir: str | None, options: dict) -> DatasetInfo:
+    """The spec with the builder's class names (where the spec fixes none) and, once the
+    dataset is prepared, its split sizes."""
+    class_names, counts = _tfds_metadata(spec.name, data_dir)
+    return DatasetInfo.from_spec(
+        spec, class_names=spec.class_names or class_names, num_examples=counts
+    )
+
+
+_INFO_OF_SOURCE: dict[str, Callable[[DatasetSpec, str | None, dict], DatasetInfo]] = {
+    SYNTHETIC: _synthetic_info,
+    IMAGE_FOLDER: _imagefolder_info,
+    TFDS: _tfds_info,
+}
+
+
+def is_prepared(builder: Any) -> bool:
+    """True once TFDS has finished writing the builder's data: it renames its temporary
+    directory to ``builder.data_dir``, ``dataset_info.json`` included, last."""
+    from etils import epath  # TFDS's path library: local and remote (gs://) paths alike
+
+    return epath.Path(builder.data_dir, "dataset_info.json").exists()
 
 
 def _tfds_metadata(name: str, data_dir: str | None) -> tuple[tuple[str, ...] | None, dict]:
@@ -348,8 +382,6 @@ def _tfds_metadata(name: str, data_dir: str | None) -> tuple[tuple[str, ...] | N
         builder = tfds.builder(name, data_dir=default_data_dir(data_dir))
         names = tuple(builder.info.features["label"].names)
         counts = {}
-        from bireal_larq.data.sources import is_prepared
-
         if is_prepared(builder):
             counts = {k: int(v.num_examples) for k, v in builder.info.splits.items()}
         return names, counts

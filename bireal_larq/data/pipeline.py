@@ -18,24 +18,29 @@ per example with the decoding, and 6-9 there too unless colour jitter is on (see
 
 Evaluation: decode -> resize the shorter side to image_size * r -> centre crop -> normalise.
 That same :func:`eval_preprocess` is what export verification and the inference API call.
+
+``get_dataset`` runs the stages in this order, each a function of its own: the source
+(``_SOURCES``, by the spec's source kind; shuffled when training), decoding (``_decoder``, for
+encoded images) and the per-example steps (``_example_steps``, or ``_fast_path``), the batch
+(``decode_robustly`` for encoded images), and the per-batch steps (``_per_batch``). Shuffling,
+per-example draws and per-batch draws use three streams of the run seed
+(``bireal_larq.utils.derive_seed`` with salts 1, 2 and 3); each input pipeline of a
+distributed run adds 7 times its id to the salts.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
 from bireal_larq.data import preprocessing as P
 from bireal_larq.data.autoaugment import autoaugment
 from bireal_larq.data.config import AugmentConfig, default_augment
-from bireal_larq.data.info import (
-    DatasetInfo,
-    check_name,
-    dataset_info,
-    imagefolder_files,
-)
+from bireal_larq.data.info import DatasetInfo, dataset_info, imagefolder_files
 from bireal_larq.data.mixing import mix_batch
 from bireal_larq.data.sources import (
     MAX_IMAGE_PIXELS,
@@ -46,10 +51,21 @@ from bireal_larq.data.sources import (
     synthetic_examples,
     tfds_split_shards,
 )
+from bireal_larq.data.specs import (
+    IMAGE_FOLDER,
+    SYNTHETIC,
+    TFDS,
+    DatasetSpec,
+    check_name,
+    dataset_spec,
+)
+from bireal_larq.utils import derive_seed
 
-# Decoded TFDS records held by the training shuffle buffer (ImageNet: encoded JPEGs, ~110 kB).
-_SHUFFLE_BUFFER = {"imagenet2012": 4096}
-_DEFAULT_SHUFFLE_BUFFER = 10_000
+# The salts of the random streams drawn from a run's seed (bireal_larq.utils.derive_seed):
+# shuffling, per-example draws, per-batch draws. Input pipeline number i adds
+# PIPELINE_SALT * i to each, so each pipeline draws other numbers.
+SHUFFLE_SALT, EXAMPLE_SALT, BATCH_SALT = 1, 2, 3
+PIPELINE_SALT = 7
 
 
 def _info_of(info_or_name: DatasetInfo | str, **kwargs: Any) -> DatasetInfo:
@@ -265,76 +281,8 @@ def train_preprocess(
 
 def _seed_stream(seed: int | None, salt: int, width: int = 2) -> tf.data.Dataset:
     """Endless int64 [width] seeds; a fixed ``seed`` gives the same stream in every fresh run."""
-    base = None if seed is None else int(seed) * 1_000_003 + salt
-    return tf.data.Dataset.random(seed=base, rerandomize_each_iteration=True).batch(width)
-
-
-_DRAW_CHUNK = 64
-
-
-def _fast_draws(
-    seed: int | None, salt: int, info: DatasetInfo, augment: AugmentConfig, chunk: int = _DRAW_CHUNK
-) -> tf.data.Dataset:
-    """Endless per-example draws of the fast path, made ``chunk`` examples at a time:
-    (crop seed int64 [2], flip bool, row offset float32 [width * channels]).
-
-    The row offset is the PCA lighting shift minus the mean, over the std, tiled to one image
-    row of (width x channels) values: with the per-channel scale (see ``_fused_tail``) it turns
-    a resized [0, 255] image into the normalised one. Drawing a chunk at a time spares each
-    example about ten small ops (a few % of its CPU time). A fixed ``seed`` gives the same
-    stream in every fresh run.
-    """
-    _, width, channels = info.image_shape
-    inv_std = 1.0 / tf.constant(info.std, tf.float32)
-    base_offset = -tf.constant(info.mean, tf.float32) * inv_std
-
-    def draw(s):  # int64 [2 * chunk + 4]: the crop seeds, then a flip and a lighting seed
-        crop_seeds = tf.reshape(s[: 2 * chunk], [chunk, 2])
-        flip_seed, light_seed = s[2 * chunk : 2 * chunk + 2], s[2 * chunk + 2 :]
-        flips = tf.random.stateless_uniform([chunk], flip_seed) < 0.5
-        if not augment.flip:
-            flips = tf.zeros([chunk], tf.bool)
-        offsets = tf.broadcast_to(base_offset, [chunk, channels])
-        if augment.lighting_alphastd > 0:  # RGB only (checked by get_dataset)
-            # the per-image lighting of train_photometric, for a chunk of 1x1 images
-            shift = P.lighting_shift(
-                tf.zeros([chunk, 1, 1, channels]), light_seed, augment.lighting_alphastd
-            )
-            offsets += tf.reshape(shift, [chunk, channels]) * inv_std
-        return crop_seeds, flips, tf.tile(offsets, [1, width])
-
-    base = None if seed is None else int(seed) * 1_000_003 + salt
-    stream = tf.data.Dataset.random(seed=base, rerandomize_each_iteration=True)
-    return stream.batch(2 * chunk + 4).map(draw).unbatch()
-
-
-def _fused_tail(info: DatasetInfo, augment: AugmentConfig, normalise: bool):
-    """Steps 2-3 (and, with ``normalise``, 6-9) of one fast-path example: its decoded
-    RandomResizedCrop window (uint8) -> flip, resize and PCA lighting + [0, 1] scaling +
-    mean / std, with the draws of :func:`_fast_draws`.
-
-    For recipes without rotation, AutoAugment or Cutout; with colour jitter (``normalise``
-    off) steps 6-9 run per batch instead. The flip runs on the crop, before the resize (the
-    same image up to float rounding: the bilinear resize samples mirror-symmetric points; for
-    photos of ImageNet's size the uint8 crop is smaller than the float output). The rest is
-    one multiply-add on the image as rows of width x channels values,
-    against the per-channel scale tiled to a row: TF's kernels broadcast a long row several
-    times faster than a vector of three channels (and, per image, faster than an XLA-compiled
-    function, whose launch alone costs as much).
-    """
-    height, width, channels = info.image_shape
-    row_scale = tf.tile(1.0 / (255.0 * tf.constant(info.std, tf.float32)), [width])
-
-    def tail(crop, flip, row_offset):
-        if augment.flip:
-            crop = tf.cond(flip, lambda: tf.reverse(crop, [1]), lambda: crop)
-        image = P.resize(crop, (height, width), augment.antialias)
-        if not normalise:
-            return image
-        rows = tf.reshape(image, [height, width * channels])
-        return tf.reshape(rows * row_scale + row_offset, info.image_shape)
-
-    return tail
+    stream = tf.data.Dataset.random(seed=derive_seed(seed, salt), rerandomize_each_iteration=True)
+    return stream.batch(width)
 
 
 def _validate_args(name, split, batch_size, augment, max_skip_fraction, seed=None,
@@ -446,120 +394,402 @@ def get_dataset(
         name, split, batch_size, augment, max_skip_fraction, seed, image_size, shuffle_buffer
     )
     check_max_image_pixels(max_image_pixels)
-    if name == "synthetic":
-        source_kwargs.setdefault("num_classes", num_classes)
-        if image_size is not None and "image_shape" not in source_kwargs:
+    spec = dataset_spec(name)
+    info = _info_for(spec, data_dir, image_size, num_classes, source_kwargs)
+    if training:
+        augment = augment or default_augment(name)
+        _check_augment(augment, info)
+    plan = _Plan.of(spec, info, split, training, augment, seed, input_context, batch_size,
+                    max_image_pixels)
+
+    source = _SOURCES[spec.source](plan, data_dir, manual_dir)  # 1. source
+    ds = _shuffled(source, plan, shuffle_buffer)
+    steps = _fast_path(plan) if plan.fast else _example_steps(plan)  # 2-5 and their draws
+    ds = tf.data.Dataset.zip((ds, steps.draws))
+    if spec.encoded:  # 1. decode, 2-5, batch
+        report = SkipReport(
+            source.shard_count, skip_corrupt, max_skip_fraction, info.channels, max_image_pixels
+        )
+        ds = _decoded_batches(ds, plan, steps, report)
+    else:  # 2-5, batch
+        ds = _batches(ds, plan, steps)
+    ds = _per_batch(ds, plan)  # 6-11
+    if spec.encoded:
+        ds.skip_report = report  # the unreadable files of the last finished pass
+    return ds, source.count
+
+
+def _info_for(
+    spec: DatasetSpec,
+    data_dir: str | None,
+    image_size: int | tuple[int, int] | None,
+    num_classes: int | None,
+    options: dict[str, Any],
+) -> DatasetInfo:
+    """The DatasetInfo of get_dataset's arguments; ``options`` are its source keywords."""
+    name = spec.name
+    if spec.source == SYNTHETIC:
+        options.setdefault("num_classes", num_classes)
+        if image_size is not None and "image_shape" not in options:
             h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-            source_kwargs["image_shape"] = (h, w, 3)
-    elif name == "imagefolder" and set(source_kwargs) <= {"class_names"}:
-        names = source_kwargs.get("class_names")
+            options["image_shape"] = (h, w, 3)
+    elif spec.source == IMAGE_FOLDER and set(options) <= {"class_names"}:
+        names = options.get("class_names")
         if names is not None and (
             isinstance(names, str) or not names or not all(isinstance(n, str) for n in names)
             or len(set(names)) != len(names)
         ):
             raise ValueError(f"class_names={names!r} is invalid; valid: a list of distinct "
                              "folder names (index = position), e.g. a run's classes.json")
-    elif source_kwargs:
-        valid = "shuffle_buffer" + (", class_names" if name == "imagefolder" else "")
-        raise ValueError(f"Unknown option(s) {sorted(source_kwargs)} for {name!r}; valid: {valid}")
-    info = dataset_info(name, data_dir=data_dir, **source_kwargs).with_image_size(image_size)
+    elif options:
+        valid = "shuffle_buffer" + (", class_names" if spec.source == IMAGE_FOLDER else "")
+        raise ValueError(f"Unknown option(s) {sorted(options)} for {name!r}; valid: {valid}")
+    info = dataset_info(name, data_dir=data_dir, **options).with_image_size(image_size)
     if num_classes is not None and num_classes != info.num_classes:
         raise ValueError(
             f"num_classes={num_classes} does not match {name}, which has {info.num_classes} "
             "classes; valid: None or that number"
         )
-    if training:
-        augment = augment or default_augment(name)
-        _check_augment(augment, info)
-    eval_ratio = (augment or AugmentConfig()).eval_resize_ratio
+    return info
 
-    num_pipelines = input_context.num_input_pipelines if input_context else 1
-    pipeline_id = input_context.input_pipeline_id if input_context else 0
-    per_replica = (
-        input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
-    )
-    # Each input pipeline draws different random numbers from the same run seed.
-    salt = 7 * pipeline_id
-    source_split = info.source_split(split)
 
-    # 1. source -> (name, payload, label) for encoded images, else (image, label)
-    encoded = name in ("imagenet2012", "imagefolder")
-    if name == "imagefolder":
-        if not data_dir:
-            raise ValueError("imagefolder needs data_dir: a directory holding train/ and val/, "
-                             "each with one sub-folder of images per class")
-        # The class list of the info: a run's classes.json when given, else train/'s folders.
-        paths, labels = imagefolder_files(data_dir, split, list(info.class_names))
-        count = len(paths)
-        ds = tf.data.Dataset.from_tensor_slices((paths, paths, labels))
-        if num_pipelines > 1:
-            ds = ds.shard(num_pipelines, pipeline_id)
-        shard_count = len(range(pipeline_id, count, num_pipelines))
-        buffer = shard_count  # file names are small: shuffle them all
-    elif name == "synthetic":
-        count = info.num_examples.get(split, 0)
-        split_seed = 0 if split == "train" else 1
-        ds = synthetic_examples(count, info.image_shape, info.num_classes, split_seed)
-        if num_pipelines > 1:
-            ds = ds.shard(num_pipelines, pipeline_id)
-        shard_count = len(range(pipeline_id, count, num_pipelines))
-        buffer = min(shard_count, _DEFAULT_SHUFFLE_BUFFER)
-    else:
-        ds, count, shard_count = _tfds_source(
-            name, source_split, data_dir, manual_dir, training, seed, input_context, encoded
+@dataclass(frozen=True)
+class _Plan:
+    """The choices of one get_dataset call that every stage reads."""
+
+    spec: DatasetSpec
+    info: DatasetInfo  # at the model input's size
+    split: str
+    training: bool
+    augment: AugmentConfig | None  # training: the recipe; evaluation: None or its resize ratio
+    seed: int | None
+    pipeline_salt: int  # PIPELINE_SALT * this input pipeline's id: added to each stream's salt
+    num_pipelines: int
+    pipeline_id: int
+    input_context: tf.distribute.InputContext | None
+    batch_size: int  # per replica
+    max_image_pixels: int | None
+
+    @classmethod
+    def of(cls, spec, info, split, training, augment, seed, input_context, batch_size,
+           max_image_pixels) -> _Plan:
+        ctx = input_context
+        return cls(
+            spec=spec,
+            info=info,
+            split=split,
+            training=training,
+            augment=augment,
+            seed=seed,
+            pipeline_salt=PIPELINE_SALT * (ctx.input_pipeline_id if ctx else 0),
+            num_pipelines=ctx.num_input_pipelines if ctx else 1,
+            pipeline_id=ctx.input_pipeline_id if ctx else 0,
+            input_context=ctx,
+            batch_size=ctx.get_per_replica_batch_size(batch_size) if ctx else batch_size,
+            max_image_pixels=max_image_pixels,
         )
-        buffer = min(shard_count, _SHUFFLE_BUFFER.get(name, _DEFAULT_SHUFFLE_BUFFER))
-    buffer = max(1, shuffle_buffer or buffer)
 
-    if training:
-        shuffle_seed = None if seed is None else int(seed) * 1_000_003 + salt + 1
-        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+    @property
+    def eval_ratio(self) -> float:
+        return (self.augment or AugmentConfig()).eval_resize_ratio
 
-    # The fast path of photo recipes (ImageNet's): the decoder only decodes the crop window;
-    # flip, resize, lighting and normalisation follow in the same map (see _fused_tail).
-    fused_crop = encoded and training and augment.crop == "random_resized"
-    fast = (fused_crop and augment.rotation_degrees == 0 and augment.autoaugment == "none"
-            and augment.cutout == 0)
-    per_batch_photometric = training and not (fast and not augment.color_jitter)
-    # Fast path: (crop seed, flip, lighting + normalisation offsets); otherwise one seed that
-    # train_geometry splits.
-    draws = (
-        _fast_draws(seed, salt + 2, info, augment) if fast else _seed_stream(seed, salt + 2)
+    @property
+    def fused_crop(self) -> bool:
+        """The decoder decodes only the RandomResizedCrop window of an encoded image."""
+        return self.spec.encoded and self.training and self.augment.crop == "random_resized"
+
+    @property
+    def fast(self) -> bool:
+        """The fast path of photo recipes (ImageNet's), see :func:`_fast_path`."""
+        a = self.augment
+        return self.fused_crop and a.rotation_degrees == 0 and a.autoaugment == "none" and (
+            a.cutout == 0)
+
+    @property
+    def per_batch_photometric(self) -> bool:
+        """Steps 6-9 run per batch: always when training, except on the fast path without
+        colour jitter (where they run per example)."""
+        return self.training and not (self.fast and not self.augment.color_jitter)
+
+    def stream_seed(self, salt: int) -> int | None:
+        """The seed of this pipeline's random stream ``salt`` (SHUFFLE_SALT, ...)."""
+        return derive_seed(self.seed, self.pipeline_salt + salt)
+
+
+# ------------------------------------------------------------------------------------------
+# 1. Sources: the split's examples, this input pipeline's shard of them
+
+
+class _Source(NamedTuple):
+    ds: tf.data.Dataset  # (name, payload, label) of encoded images, else (image, label)
+    count: int  # examples of the split
+    shard_count: int  # examples of this input pipeline's shard
+    buffer: int  # the default training shuffle buffer
+
+
+def _shard(ds: tf.data.Dataset, plan: _Plan, count: int) -> tuple[tf.data.Dataset, int]:
+    """This input pipeline's elements of ``ds`` (of ``count``) and their number."""
+    if plan.num_pipelines > 1:
+        ds = ds.shard(plan.num_pipelines, plan.pipeline_id)
+    return ds, len(range(plan.pipeline_id, count, plan.num_pipelines))
+
+
+def _imagefolder_source(plan: _Plan, data_dir: str | None, manual_dir: str | None) -> _Source:
+    """(path, path, label) of each image file of the split; the class list is the info's (a
+    run's classes.json when given, else train/'s folders)."""
+    if not data_dir:
+        raise ValueError("imagefolder needs data_dir: a directory holding train/ and val/, "
+                         "each with one sub-folder of images per class")
+    paths, labels = imagefolder_files(data_dir, plan.split, list(plan.info.class_names))
+    ds, shard_count = _shard(tf.data.Dataset.from_tensor_slices((paths, paths, labels)), plan,
+                             len(paths))
+    return _Source(ds, len(paths), shard_count, shard_count)  # file names: shuffle them all
+
+
+def _synthetic_source(plan: _Plan, data_dir: str | None, manual_dir: str | None) -> _Source:
+    """Generated (image, label) examples, a pure function of the split and the index."""
+    info = plan.info
+    count = info.num_examples.get(plan.split, 0)
+    split_seed = 0 if plan.split == "train" else 1
+    ds = synthetic_examples(count, info.image_shape, info.num_classes, split_seed)
+    ds, shard_count = _shard(ds, plan, count)
+    return _Source(ds, count, shard_count, min(shard_count, plan.spec.shuffle_buffer))
+
+
+def _tfds_source(plan: _Plan, data_dir: str | None, manual_dir: str | None) -> _Source:
+    """The TFDS split (prepared offline on first use): (file name, encoded image, label) for
+    encoded datasets, else (image, label); sharded by file where each pipeline gets one."""
+    import tensorflow_datasets as tfds
+
+    name, split, ctx = plan.spec.name, plan.info.source_split(plan.split), plan.input_context
+    builder = prepare(name, data_dir=data_dir, manual_dir=manual_dir)
+    # File-level sharding needs at least one file per pipeline; else shard by element.
+    by_file = plan.num_pipelines > 1 and tfds_split_shards(builder, split) >= plan.num_pipelines
+    read_config = tfds.ReadConfig(
+        input_context=ctx if by_file else None,
+        shuffle_seed=plan.seed,
+        try_autocache=False,
     )
-    ds = tf.data.Dataset.zip((ds, draws))
+    decoders = {"image": tfds.decode.SkipDecoding()} if plan.spec.encoded else None
+    ds = builder.as_dataset(
+        split=split, shuffle_files=plan.training, decoders=decoders, read_config=read_config
+    )
+    try:
+        count = int(builder.info.splits[split].num_examples)
+    except Exception:  # noqa: BLE001 - mocked builders have no split metadata
+        count = int(ds.cardinality())
+    if plan.num_pipelines > 1 and not by_file:
+        ds = ds.shard(plan.num_pipelines, plan.pipeline_id)
+    shard_count = max(1, count // plan.num_pipelines)
+    if plan.spec.encoded:
+        ds = ds.map(lambda ex: (ex["file_name"], ex["image"], ex["label"]))
+    else:
+        ds = ds.map(lambda ex: (ex["image"], ex["label"]))
+    return _Source(ds, count, shard_count, min(shard_count, plan.spec.shuffle_buffer))
 
-    if encoded:
-        channels = info.channels
-        if fast:
-            tail = _fused_tail(info, augment, normalise=not per_batch_photometric)
-        is_path = name == "imagefolder"
 
-        def decode(payload, s):
-            data = tf.io.read_file(payload) if is_path else payload
-            if fused_crop:
-                # fast: the crop seed of the fast path; else the one train_geometry would use
-                crop_seed = s[0] if fast else P.split_seed(P.split_seed(s, 2)[0], 4)[0]
-                return P.decode_random_crop(
-                    data,
-                    crop_seed,
-                    augment.area_range,
-                    augment.aspect_ratio_range,
-                    channels,
-                    max_image_pixels,
-                )
-            return P.decode_image(data, channels, max_image_pixels)
+_SOURCES: dict[str, Callable[[_Plan, str | None, str | None], _Source]] = {
+    TFDS: _tfds_source,
+    IMAGE_FOLDER: _imagefolder_source,
+    SYNTHETIC: _synthetic_source,
+}
 
-    # 2-5 per example (unless done while decoding); 6-9, the one-hot labels and 11 per batch
-    # (the fast path: 2, 3 and, without colour jitter, 6-9 per example).
-    def per_example(image, label, s):
-        if fast:
-            image = tail(image, *s[1:])
-            image.set_shape(info.image_shape)
-        elif training:
-            image = train_geometry(image, P.split_seed(s, 2)[0], info, augment, fused_crop)
-        else:
-            image = eval_preprocess(image, info, resize_ratio=eval_ratio)
+
+def _shuffled(source: _Source, plan: _Plan, shuffle_buffer: int | None) -> tf.data.Dataset:
+    """Training: the source reshuffled at every pass; evaluation: in its order."""
+    if not plan.training:
+        return source.ds
+    buffer = max(1, shuffle_buffer or source.buffer)
+    return source.ds.shuffle(
+        buffer, seed=plan.stream_seed(SHUFFLE_SALT), reshuffle_each_iteration=True
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# 2-5. Decoding and per-example work, with the per-example draws they use
+
+
+class _ExampleSteps(NamedTuple):
+    """The per-example work of a pipeline and the draws it uses."""
+
+    draws: tf.data.Dataset  # one element per example, zipped with it
+    # draw -> seed of the RandomResizedCrop window the decoder decodes; None: whole images
+    crop_seed: Callable[[Any], tf.Tensor] | None
+    transform: Callable  # (image, label, draw) -> (image, label), image of the model's shape
+
+
+def _example_steps(plan: _Plan) -> _ExampleSteps:
+    """Evaluation (eval_preprocess) and training off the fast path (train_geometry): one
+    seed per example, split as train_preprocess splits it."""
+    info, augment = plan.info, plan.augment
+    draws = _seed_stream(plan.seed, plan.pipeline_salt + EXAMPLE_SALT)
+    if not plan.training:
+        eval_ratio = plan.eval_ratio
+
+        def evaluate(image, label, s):
+            return eval_preprocess(image, info, resize_ratio=eval_ratio), label
+
+        return _ExampleSteps(draws, None, evaluate)
+    fused_crop = plan.fused_crop
+
+    def crop_seed(s):  # the seed train_geometry would draw its crop window from
+        return P.split_seed(P.split_seed(s, 2)[0], 4)[0]
+
+    def geometry(image, label, s):
+        return train_geometry(image, P.split_seed(s, 2)[0], info, augment, fused_crop), label
+
+    return _ExampleSteps(draws, crop_seed if fused_crop else None, geometry)
+
+
+_DRAW_CHUNK = 64
+
+
+def _fast_draws(
+    seed: int | None, salt: int, info: DatasetInfo, augment: AugmentConfig, chunk: int = _DRAW_CHUNK
+) -> tf.data.Dataset:
+    """Endless per-example draws of the fast path, made ``chunk`` examples at a time:
+    (crop seed int64 [2], flip bool, row offset float32 [width * channels]).
+
+    The row offset is the PCA lighting shift minus the mean, over the std, tiled to one image
+    row of (width x channels) values: with the per-channel scale (see ``_fused_tail``) it turns
+    a resized [0, 255] image into the normalised one. Drawing a chunk at a time spares each
+    example about ten small ops (a few % of its CPU time). A fixed ``seed`` gives the same
+    stream in every fresh run.
+    """
+    _, width, channels = info.image_shape
+    inv_std = 1.0 / tf.constant(info.std, tf.float32)
+    base_offset = -tf.constant(info.mean, tf.float32) * inv_std
+
+    def draw(s):  # int64 [2 * chunk + 4]: the crop seeds, then a flip and a lighting seed
+        crop_seeds = tf.reshape(s[: 2 * chunk], [chunk, 2])
+        flip_seed, light_seed = s[2 * chunk : 2 * chunk + 2], s[2 * chunk + 2 :]
+        flips = tf.random.stateless_uniform([chunk], flip_seed) < 0.5
+        if not augment.flip:
+            flips = tf.zeros([chunk], tf.bool)
+        offsets = tf.broadcast_to(base_offset, [chunk, channels])
+        if augment.lighting_alphastd > 0:  # RGB only (checked by get_dataset)
+            # the per-image lighting of train_photometric, for a chunk of 1x1 images
+            shift = P.lighting_shift(
+                tf.zeros([chunk, 1, 1, channels]), light_seed, augment.lighting_alphastd
+            )
+            offsets += tf.reshape(shift, [chunk, channels]) * inv_std
+        return crop_seeds, flips, tf.tile(offsets, [1, width])
+
+    stream = tf.data.Dataset.random(seed=derive_seed(seed, salt), rerandomize_each_iteration=True)
+    return stream.batch(2 * chunk + 4).map(draw).unbatch()
+
+
+def _fused_tail(info: DatasetInfo, augment: AugmentConfig, normalise: bool):
+    """Steps 2-3 (and, with ``normalise``, 6-9) of one fast-path example: its decoded
+    RandomResizedCrop window (uint8) -> flip, resize and PCA lighting + [0, 1] scaling +
+    mean / std, with the draws of :func:`_fast_draws`.
+
+    For recipes without rotation, AutoAugment or Cutout; with colour jitter (``normalise``
+    off) steps 6-9 run per batch instead. The flip runs on the crop, before the resize (the
+    same image up to float rounding: the bilinear resize samples mirror-symmetric points; for
+    photos of ImageNet's size the uint8 crop is smaller than the float output). The rest is
+    one multiply-add on the image as rows of width x channels values,
+    against the per-channel scale tiled to a row: TF's kernels broadcast a long row several
+    times faster than a vector of three channels (and, per image, faster than an XLA-compiled
+    function, whose launch alone costs as much).
+    """
+    height, width, channels = info.image_shape
+    row_scale = tf.tile(1.0 / (255.0 * tf.constant(info.std, tf.float32)), [width])
+
+    def tail(crop, flip, row_offset):
+        if augment.flip:
+            crop = tf.cond(flip, lambda: tf.reverse(crop, [1]), lambda: crop)
+        image = P.resize(crop, (height, width), augment.antialias)
+        if not normalise:
+            return image
+        rows = tf.reshape(image, [height, width * channels])
+        return tf.reshape(rows * row_scale + row_offset, info.image_shape)
+
+    return tail
+
+
+def _fast_path(plan: _Plan) -> _ExampleSteps:
+    """The fast path of photo recipes (fused crop; no rotation, AutoAugment or Cutout): the
+    decoder decodes only the crop window; flip, resize and, without colour jitter, lighting
+    and normalisation follow in the same map (:func:`_fused_tail`), with chunked draws
+    (:func:`_fast_draws`): (crop seed, flip, lighting + normalisation row offset)."""
+    info, augment = plan.info, plan.augment
+    draws = _fast_draws(plan.seed, plan.pipeline_salt + EXAMPLE_SALT, info, augment)
+    tail = _fused_tail(info, augment, normalise=not plan.per_batch_photometric)
+
+    def crop_seed(s):
+        return s[0]
+
+    def fused(image, label, s):
+        image = tail(image, *s[1:])
+        image.set_shape(info.image_shape)
         return image, label
+
+    return _ExampleSteps(draws, crop_seed, fused)
+
+
+def _decoder(plan: _Plan, crop_seed: Callable[[Any], tf.Tensor] | None):
+    """(payload, draw) -> uint8 image: an image file's path (imagefolder) or its bytes,
+    decoded whole or, with ``crop_seed``, only its RandomResizedCrop window."""
+    channels, limit, augment = plan.info.channels, plan.max_image_pixels, plan.augment
+    is_path = plan.spec.source == IMAGE_FOLDER
+
+    def decode(payload, s):
+        data = tf.io.read_file(payload) if is_path else payload
+        if crop_seed is not None:
+            return P.decode_random_crop(
+                data,
+                crop_seed(s),
+                augment.area_range,
+                augment.aspect_ratio_range,
+                channels,
+                limit,
+            )
+        return P.decode_image(data, channels, limit)
+
+    return decode
+
+
+# ------------------------------------------------------------------------------------------
+# Batches
+
+
+def _decoded_batches(
+    ds: tf.data.Dataset, plan: _Plan, steps: _ExampleSteps, report: SkipReport
+) -> tf.data.Dataset:
+    """Encoded examples -> batches: the decoding and the per-example steps in one map per
+    batch, robustly (:func:`~bireal_larq.data.sources.decode_robustly`, which tells ``report``
+    of unreadable files). One map right before the batch copies each image into its batch
+    while still in the cache (about 0.1 ms less CPU time per 224 px image than a separate
+    batch, benchmarks/input_pipeline.py, 1 core)."""
+    return decode_robustly(
+        ds,
+        _decoder(plan, steps.crop_seed),
+        report,
+        is_path=plan.spec.source == IMAGE_FOLDER,
+        batch_size=plan.batch_size,
+        preprocess_fn=steps.transform,
+        drop_remainder=plan.training,
+    )
+
+
+def _batches(ds: tf.data.Dataset, plan: _Plan, steps: _ExampleSteps) -> tf.data.Dataset:
+    """Decoded examples -> batches, after the per-example steps; training drops the last
+    partial batch."""
+    ds = ds.map(lambda example, s: steps.transform(*example, s),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(plan.batch_size, drop_remainder=plan.training)
+
+
+# ------------------------------------------------------------------------------------------
+# 6-11. Per batch
+
+
+def _per_batch(ds: tf.data.Dataset, plan: _Plan) -> tf.data.Dataset:
+    """Batches -> (images, one-hot labels), with (training) the photometric steps where they
+    run per batch and mixup / cutmix, one seed per batch; prefetched."""
+    info, augment, training = plan.info, plan.augment, plan.training
+    per_batch_photometric = plan.per_batch_photometric
 
     def per_batch(batch, s):
         images, labels = batch[:2]
@@ -580,62 +810,6 @@ def get_dataset(
             )
         return images, labels
 
-    # All per-example work (for files: with the decoding, one block per batch, see
-    # decode_robustly) in one map right before the batch: each image is copied into its batch
-    # while still in the cache (about 0.1 ms less CPU time per 224 px image than a separate
-    # batch, benchmarks/input_pipeline.py, 1 core).
-    if encoded:
-        report = SkipReport(
-            shard_count, skip_corrupt, max_skip_fraction, info.channels, max_image_pixels
-        )
-        ds = decode_robustly(
-            ds,
-            decode,
-            report,
-            is_path=is_path,
-            batch_size=per_replica,
-            preprocess_fn=per_example,
-            drop_remainder=training,
-        )
-    else:
-        ds = ds.map(lambda example, s: per_example(*example, s),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.batch(per_replica, drop_remainder=training)
-    ds = tf.data.Dataset.zip((ds, _seed_stream(seed, salt + 3)))
+    ds = tf.data.Dataset.zip((ds, _seed_stream(plan.seed, plan.pipeline_salt + BATCH_SALT)))
     ds = ds.map(per_batch, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    if encoded:
-        ds.skip_report = report  # the unreadable files of the last finished pass
-    return ds, count
-
-
-def _tfds_source(name, split, data_dir, manual_dir, training, seed, input_context, encoded):
-    """TFDS split -> (name, payload, label) or (image, label), sharded; counts."""
-    import tensorflow_datasets as tfds
-
-    builder = prepare(name, data_dir=data_dir, manual_dir=manual_dir)
-    num_pipelines = input_context.num_input_pipelines if input_context else 1
-    pipeline_id = input_context.input_pipeline_id if input_context else 0
-    # File-level sharding needs at least one file per pipeline; else shard by element.
-    by_file = num_pipelines > 1 and tfds_split_shards(builder, split) >= num_pipelines
-    read_config = tfds.ReadConfig(
-        input_context=input_context if by_file else None,
-        shuffle_seed=seed,
-        try_autocache=False,
-    )
-    decoders = {"image": tfds.decode.SkipDecoding()} if encoded else None
-    ds = builder.as_dataset(
-        split=split, shuffle_files=training, decoders=decoders, read_config=read_config
-    )
-    try:
-        count = int(builder.info.splits[split].num_examples)
-    except Exception:  # noqa: BLE001 - mocked builders have no split metadata
-        count = int(ds.cardinality())
-    if num_pipelines > 1 and not by_file:
-        ds = ds.shard(num_pipelines, pipeline_id)
-    shard_count = max(1, count // num_pipelines)
-    if encoded:
-        ds = ds.map(lambda ex: (ex["file_name"], ex["image"], ex["label"]))
-    else:
-        ds = ds.map(lambda ex: (ex["image"], ex["label"]))
-    return ds, count, shard_count
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -20,22 +20,16 @@ from typing import Any
 import tensorflow as tf
 
 from bireal_larq.data import fashion_mnist_files
-from bireal_larq.data.info import TFDS_DATASETS, default_data_dir
+from bireal_larq.data.info import default_data_dir, is_prepared
 from bireal_larq.data.preprocessing import MAX_IMAGE_PIXELS, decode_image, header_refusal
+from bireal_larq.data.specs import FASHION_MNIST_DIR, SPECS, DatasetSpec
 
 log = logging.getLogger(__name__)
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
-IMAGENET_FILES = {
-    "ILSVRC2012_img_train.tar": "the training images: one nXXXXXXXX.tar of JPEGs per class",
-    "ILSVRC2012_img_val.tar": "the 50,000 validation JPEGs ILSVRC2012_val_XXXXXXXX.JPEG",
-}
+# The manual files of the TFDS datasets, as their specs list them.
+FASHION_MNIST_FILES = SPECS["fashion_mnist"].manual_file_names
+IMAGENET_FILES = dict(SPECS["imagenet2012"].manual_files)
+CIFAR_ARCHIVES = {name: SPECS[name].manual_file_names[0] for name in ("cifar10", "cifar100")}
 
 
 class CorruptImageError(ValueError):
@@ -82,11 +76,6 @@ def tfds_root(data_dir: str | None = None) -> str:
     return os.path.expanduser(str(constants.DATA_DIR))
 
 
-def is_prepared(builder: Any) -> bool:
-    """True once TFDS has finished writing the builder's data (it renames a temp dir last)."""
-    return tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json"))
-
-
 @contextmanager
 def _file_lock(path: str):
     """An exclusive ``fcntl.flock`` on ``path``, so concurrent processes prepare one at a time."""
@@ -99,55 +88,39 @@ def _file_lock(path: str):
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-CIFAR_ARCHIVES = {"cifar10": "cifar-10-binary.tar.gz", "cifar100": "cifar-100-binary.tar.gz"}
+def manual_dir_of(spec: DatasetSpec, manual_dir: str | None, root: str) -> str:
+    """The manual dir a TFDS dataset is prepared from: ``manual_dir`` if given, else the
+    spec's default, else ``root/downloads/manual``."""
+    return manual_dir or spec.manual_dir or os.path.join(root, "downloads", "manual")
 
 
-def _manual_dir(name: str, manual_dir: str | None, root: str) -> str | None:
-    """The checked manual dir of a dataset, or an error saying exactly which files go where."""
-    if name == "imagenet2012":
-        manual_dir = manual_dir or os.path.join(root, "downloads", "manual")
-        missing = [f for f in IMAGENET_FILES if not os.path.isfile(os.path.join(manual_dir, f))]
-        if missing:
-            lines = "\n".join(
-                f"  {os.path.join(manual_dir, f)}: {what}" + ("  [MISSING]" if f in missing else "")
-                for f, what in IMAGENET_FILES.items()
-            )
-            raise FileNotFoundError(
-                f"ImageNet 2012 is not prepared in {root} and the manual dir lacks "
-                f"{' and '.join(missing)}. Put both archives (from https://image-net.org) here "
-                f"(or pass --manual_dir=DIR holding them):\n{lines}"
-            )
-        return manual_dir
-    if name == "fashion_mnist":
-        explicit = manual_dir is not None
-        manual_dir = manual_dir or FASHION_MNIST_DIR
-        missing = [
-            f for f in FASHION_MNIST_FILES if not os.path.isfile(os.path.join(manual_dir, f))
-        ]
-        if missing:
-            hint = (
-                ""
-                if explicit
-                else " Debian's package dataset-fashion-mnist provides them: run "
-                "`apt-get install dataset-fashion-mnist` as root."
-            )
-            raise FileNotFoundError(
-                f"Fashion-MNIST is not prepared in {root} and {manual_dir} lacks "
-                f"{', '.join(missing)} (needed: {', '.join(FASHION_MNIST_FILES)}).{hint}"
-            )
-        return manual_dir
-    # CIFAR: TFDS takes the archive from the manual dir when it is there; without it TFDS
-    # would try to download and, offline, hang with no error.
-    manual_dir = manual_dir or os.path.join(root, "downloads", "manual")
-    archive = CIFAR_ARCHIVES[name]
-    if not os.path.isfile(os.path.join(manual_dir, archive)):
+def _checked_manual_dir(spec: DatasetSpec, manual_dir: str | None, root: str) -> str:
+    """The manual dir of a TFDS dataset holding every file its spec lists, or an error
+    naming the missing ones, where they go and where they come from.
+
+    TFDS takes the files from the manual dir when they are there; without them it would try
+    to download them and, offline, hang with no error.
+    """
+    manual_dir = manual_dir_of(spec, manual_dir, root)
+    names = spec.manual_file_names
+    missing = [f for f in names if not os.path.isfile(os.path.join(manual_dir, f))]
+    if missing:
+        them = "it" if len(names) == 1 else "them"
+        lines = "\n".join(
+            f"  {os.path.join(manual_dir, f)}: {what}" + ("  [MISSING]" if f in missing else "")
+            for f, what in spec.manual_files
+        )
         raise FileNotFoundError(
-            f"{name} is not prepared in {root} and {os.path.join(manual_dir, archive)} is "
-            f"missing. Download it once (https://www.cs.toronto.edu/~kriz/{archive}) into "
-            f"{manual_dir} (or pass --manual_dir=DIR holding it); nothing is downloaded at run "
-            "time"
+            f"{spec.title} is not prepared in {root} and {manual_dir} lacks "
+            f"{', '.join(missing)}. Put {them} there (or pass --manual_dir=DIR holding {them}); "
+            f"nothing is downloaded at run time. {spec.manual_source}.\n{lines}"
         )
     return manual_dir
+
+
+# TFDS datasets prepared through a builder of their own instead of TFDS's: local copies of
+# Fashion-MNIST are checked by their content, not by their .gz bytes (see fashion_mnist_files).
+_BUILDERS = {"fashion_mnist": fashion_mnist_files.builder}
 
 
 def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = None):
@@ -157,13 +130,15 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
     preparation holds an exclusive file lock in the data dir.
 
     Args:
-        name: one of "imagenet2012", "cifar10", "cifar100", "fashion_mnist".
+        name: one of :data:`~bireal_larq.data.specs.TFDS_DATASETS` ("imagenet2012",
+            "cifar10", "cifar100", "fashion_mnist").
         data_dir: TFDS data dir; default $TFDS_DATA_DIR, else TFDS's default.
-        manual_dir: the directory holding the downloaded files. ImageNet: default
-            DATA_DIR/downloads/manual, holding ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar;
-            Fashion-MNIST: default /usr/share/datasets/fashion-mnist (Debian's
-            dataset-fashion-mnist); CIFAR: default DATA_DIR/downloads/manual, holding
-            cifar-10-binary.tar.gz or cifar-100-binary.tar.gz.
+        manual_dir: the directory holding the files of the spec's ``manual_files``
+            (ImageNet: ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar; CIFAR:
+            cifar-10-binary.tar.gz or cifar-100-binary.tar.gz; Fashion-MNIST: its four .gz
+            files). Default: the spec's ``manual_dir`` (Fashion-MNIST:
+            /usr/share/datasets/fashion-mnist, where Debian's dataset-fashion-mnist puts them),
+            else DATA_DIR/downloads/manual.
 
     Returns:
         The prepared ``tfds.core.DatasetBuilder``.
@@ -173,8 +148,10 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
             files failed (truncated or corrupt files: the message lists them with sizes).
         FileNotFoundError: the manual files are missing (the message lists them).
     """
-    if name not in TFDS_DATASETS:
-        raise ValueError(f"{name!r} is not prepared through TFDS; valid: {list(TFDS_DATASETS)}")
+    spec = SPECS.get(name)
+    if spec is None or not spec.is_tfds:
+        valid = [n for n, s in SPECS.items() if s.is_tfds]
+        raise ValueError(f"{name!r} is not prepared through TFDS; valid: {valid}")
     tfds = _tfds()
     root = tfds_root(data_dir)
     builder = tfds.builder(name, data_dir=root)
@@ -184,12 +161,12 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
         builder = tfds.builder(name, data_dir=root)  # another process may have finished it
         if is_prepared(builder):
             return builder
-        manual = _manual_dir(name, manual_dir, root)
+        manual = _checked_manual_dir(spec, manual_dir, root)
         log.info("Preparing %s in %s from %s", name, root, manual)
         config = tfds.download.DownloadConfig(manual_dir=manual)
         try:
-            if name == "fashion_mnist":  # local copies are checked by content, not .gz bytes
-                builder = fashion_mnist_files.builder(tfds, root, manual)
+            if name in _BUILDERS:
+                builder = _BUILDERS[name](tfds, root, manual)
             builder.download_and_prepare(download_config=config)
         except FileNotFoundError:
             raise
@@ -466,27 +443,56 @@ def decode_robustly(
         raise ValueError(f"batch_size={batch_size!r} is invalid; valid: an int >= 1")
     if preprocess_fn is None:
         preprocess_fn = lambda image, label, seed: (image, label)  # noqa: E731
-    parallel = _usable_cpus()
+    block = _Block(decode_fn, preprocess_fn, report, is_path, batch_size, _usable_cpus())
 
-    def work(payload, label, seed):
-        return preprocess_fn(decode_fn(payload, seed), label, seed)
+    def one_pass(pass_id):
+        return _one_pass(ds, pass_id, block, report)
 
-    def per_block(pass_id, number, example, seeds):
+    # One element per iteration: a fresh id for the pass, under which its blocks and its end
+    # report.
+    out = _pass_ids(report).flat_map(one_pass)
+    return _full_batches(out, report.skip_corrupt, batch_size, drop_remainder)
+
+
+class _Block:
+    """The decoding of one block (one batch of examples) of :func:`decode_robustly`: its fast
+    path, and the slow path that runs only when the fast one gave no whole batch."""
+
+    def __init__(self, decode_fn, preprocess_fn, report: SkipReport, is_path: bool,
+                 batch_size: int, parallel: int):
+        self.decode_fn, self.preprocess_fn = decode_fn, preprocess_fn
+        self.report, self.is_path = report, is_path
+        self.batch_size, self.parallel = batch_size, parallel
+
+    def __call__(self, pass_id, number, example, seeds) -> tf.data.Dataset:
+        """Block ``number`` of pass ``pass_id`` -> one batch of (images, labels)."""
         names, payloads, labels = example
         k = tf.shape(names, out_type=tf.int64)[0]
+        fast = self.fast(payloads, labels, seeds, k)
+        slow = self.slow(pass_id, number, names, payloads, labels, seeds, k)
+        return fast.concatenate(slow).take(1)
+
+    def _work(self, payload, label, seed):
+        return self.preprocess_fn(self.decode_fn(payload, seed), label, seed)
+
+    def fast(self, payloads, labels, seeds, k) -> tf.data.Dataset:
+        """The block as one batch, or nothing when any example of it failed."""
         # Only a whole block counts: fused (tf.data's default), a failing map fails its batch;
         # unfused (the fusion turned off, tf.data's debug mode), the batch would drop what it
         # had collected and go on with a short batch of the rest.
-        fast = (
+        return (
             tf.data.Dataset.from_tensor_slices((payloads, labels, seeds))
-            .map(work, num_parallel_calls=parallel)
-            .batch(batch_size)
+            .map(self._work, num_parallel_calls=self.parallel)
+            .batch(self.batch_size)
             .ignore_errors()
             .filter(lambda images, labels: tf.shape(labels, out_type=tf.int64)[0] == k)
         )
 
-        # The slow path: concatenate opens its iterator only once the fast path has ended,
-        # and take(1) ends the block before that when the fast path gave its batch.
+    def slow(self, pass_id, number, names, payloads, labels, seeds, k) -> tf.data.Dataset:
+        """The block decoded example by example: one batch of the readable examples, after
+        ``report`` was told of the others (it may stop the pass)."""
+        decode_fn, preprocess_fn = self.decode_fn, self.preprocess_fn
+
         def decode_one(key, payload, label, seed):
             return key, decode_fn(payload, seed), label, seed
 
@@ -498,7 +504,7 @@ def decode_robustly(
             .map(decode_one)
             .ignore_errors()  # only decoding errors: this dataset's source cannot fail
             .map(preprocess_one)
-            .batch(batch_size)
+            .batch(self.batch_size)
         )
         empty = tf.nest.map_structure(
             lambda spec: tf.zeros([0] + [d or 1 for d in spec.shape.as_list()[1:]], spec.dtype),
@@ -509,7 +515,9 @@ def decode_robustly(
             # the examples of the block that did not come out of the decoder
             missing = tf.reduce_all(tf.not_equal(tf.range(k)[:, None], keys[None, :]), axis=1)
             error = tf.py_function(
-                report.bad_block, [pass_id, names, payloads, missing, is_path, number], tf.string
+                self.report.bad_block,
+                [pass_id, names, payloads, missing, self.is_path, number],
+                tf.string,
             )
             error.set_shape([])
             # fails the pass with the report's message alone: InvalidArgumentError "assertion
@@ -518,41 +526,57 @@ def decode_robustly(
             with tf.control_dependencies([stop]):
                 return tf.identity(images), tf.identity(labels)
 
-        slow = decoded.concatenate(tf.data.Dataset.from_tensors(empty)).take(1).map(check)
-        return fast.concatenate(slow).take(1)
+        # concatenate opens the slow path's iterator only once the fast path has ended, and
+        # the block's take(1) ends the block before that when the fast path gave its batch.
+        return decoded.concatenate(tf.data.Dataset.from_tensors(empty)).take(1).map(check)
 
-    def one_pass(pass_id):
-        # Blocks in order; two at a time, each mapped on all usable CPUs: fewer images in
-        # flight than one block per CPU, as fast on 1 and 2 cores.
-        blocks = ds.batch(batch_size).enumerate().interleave(
-            lambda number, batch: per_block(pass_id, number, *batch),
-            cycle_length=2,
-            block_length=1,
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
 
-        def finish(*element):
-            done = tf.py_function(report.finish, [pass_id], tf.bool)
-            done.set_shape([])
-            return tf.logical_and(done, tf.constant(False))
+def _one_pass(ds: tf.data.Dataset, pass_id, block: _Block, report: SkipReport):
+    """The blocks of one pass in order, then its end report (which yields nothing)."""
+    # Blocks in order; two at a time, each mapped on all usable CPUs: fewer images in flight
+    # than one block per CPU, as fast on 1 and 2 cores.
+    blocks = ds.batch(block.batch_size).enumerate().interleave(
+        lambda number, batch: block(pass_id, number, *batch),
+        cycle_length=2,
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return blocks.concatenate(_end_of_pass(report, pass_id, blocks.element_spec))
 
-        # After the last block: log the pass's skipped files; yields nothing.
-        dummy = tf.nest.map_structure(
-            lambda spec: tf.zeros([d or 1 for d in spec.shape.as_list()], spec.dtype),
-            blocks.element_spec,
-        )
-        return blocks.concatenate(tf.data.Dataset.from_tensors(dummy).filter(finish))
+
+def _end_of_pass(report: SkipReport, pass_id, element_spec) -> tf.data.Dataset:
+    """A dataset of no element that, iterated after the last block, has ``report`` log the
+    skipped files of pass ``pass_id``."""
+
+    def finish(*element):
+        done = tf.py_function(report.finish, [pass_id], tf.bool)
+        done.set_shape([])
+        return tf.logical_and(done, tf.constant(False))
+
+    dummy = tf.nest.map_structure(
+        lambda spec: tf.zeros([d or 1 for d in spec.shape.as_list()], spec.dtype), element_spec
+    )
+    return tf.data.Dataset.from_tensors(dummy).filter(finish)
+
+
+def _pass_ids(report: SkipReport) -> tf.data.Dataset:
+    """One element, drawn anew at each iteration: the id of the pass from ``report``."""
 
     def new_pass(_):
         pass_id = tf.py_function(report.new_pass, [], tf.int64)
         pass_id.set_shape([])
         return pass_id
 
-    # One element per iteration: a fresh id for the pass, under which its blocks and its end
-    # report.
-    out = tf.data.Dataset.from_tensors(0).map(new_pass).flat_map(one_pass)
-    if report.skip_corrupt:  # blocks with skipped files are short, or empty
+    return tf.data.Dataset.from_tensors(0).map(new_pass)
+
+
+def _full_batches(
+    out: tf.data.Dataset, skip_corrupt: bool, batch_size: int, drop_remainder: bool
+) -> tf.data.Dataset:
+    """The blocks as batches of ``batch_size``: with skipping, short or empty blocks are
+    rebatched; with ``drop_remainder``, only full batches, of a static size."""
+    if skip_corrupt:  # blocks with skipped files are short, or empty
         out = out.filter(lambda images, labels: tf.shape(labels)[0] > 0)
         return out.rebatch(batch_size, drop_remainder=drop_remainder)
     if drop_remainder:  # only the last block can be short

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from bireal_larq.training import recipes
 from bireal_larq.training.config import TrainConfig
 
 # ``fmnist_<name>`` is the Fashion-MNIST version of recipe ``<name>``, whose file declares
@@ -96,8 +97,6 @@ def fashion_mnist_experiment(recipe: ModuleType, source: str) -> ModuleType:
     Its docstring is a summary followed by the recipe docstring's Fashion-MNIST section (the
     command and the expected result).
     """
-    from bireal_larq.training import recipes
-
     epochs = getattr(recipe, FASHION_MNIST_CONSTANT)
     overrides = ", ".join(f"{k} {v}" for k, v in recipes.FMNIST_OVERRIDES.items())
     summary = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from bireal_larq.data.config import preset
 from bireal_larq.training.config import StageConfig, TrainConfig
 
 # The small-input model, its size and the batch of the Fashion-MNIST versions (CPU-sized).
@@ -83,8 +84,6 @@ def fashion_mnist_version(
             ``base_filters=32``).
     """
     if augment is None:
-        from bireal_larq.data import preset
-
         augment = preset("fashion_mnist")
     stages = tuple(
         dataclasses.replace(s, augment=augment) for s in scaled_stages(config.stages, total_epochs)
