@@ -139,9 +139,9 @@ def grouped_conv2d_gradients(x, w, dy, strides, padding: str, dilations, groups:
     """Gradients (d/dx, d/dw) of a grouped 2-D convolution (NHWC), one group at a time.
 
     TF has a CPU kernel for the forward grouped Conv2D but none for its gradients, which is why
-    Keras runs every grouped conv through XLA; XLA's CPU convolution gradients made a grouped
-    Bi-Real Net train about 16x slower per step than these ungrouped backprop ops applied to
-    each group (the study's wide_grouped row: 17.9 vs 1.1 s per step).
+    Keras runs every grouped conv through XLA, whose CPU convolution gradients are far slower
+    than these ungrouped backprop ops applied to each group (the ``wide_grouped`` row of the
+    tricks study, results/fashion_mnist.md, trains with these ops).
     """
     strides = [1, *strides, 1]
     dilations = [1, *dilations, 1]
@@ -174,9 +174,8 @@ class GroupedQuantConv2D(lq.layers.QuantConv2D):
     Keras sends grouped convs through an XLA-compiled function (TF has no CPU kernel for their
     gradients). On a CPU-only host this layer computes the gradient with
     :func:`grouped_conv2d_gradients` instead, and in training calls TF's own grouped Conv2D for
-    the forward (0.77 instead of 0.99 s per step with XLA's, in one side check with other work on
-    the machine). In
-    inference the forward stays Keras's XLA function: a plain grouped Conv2D next to a
+    the forward, which is faster than XLA's on a CPU. In inference the forward stays Keras's
+    XLA function: a plain grouped Conv2D next to a
     BatchNorm is what Grappler fuses into a CPU kernel that refuses groups, and export sees the
     same graph as with Keras's layer. With a GPU or TPU present it is Keras's layer unchanged.
     Quantizers, padding and weights are exactly QuantConv2D's.
