@@ -18,40 +18,20 @@ the same way, and never from a second description of the architecture.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from bireal_larq.models import create_model
 from bireal_larq.utils import atomic_path
+from bireal_larq.utils import dtype_policy as policy_scope
 
 RUN_CONFIG = "config.json"
 FINAL_WEIGHTS = "model.weights.h5"
 _STAGE_DIR = re.compile(r"^\d\d_(\w+)$")  # DIR/stages/01_<stage name>/
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types: dataclasses and dicts as dicts (keys as strings), tuples
-    as lists, NumPy scalars and arrays as numbers and lists, anything else as its repr. The one
-    conversion behind every JSON file a run directory holds (configs, reports, results)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return repr(value)
 
 
 def read_run_config(run_dir: str) -> dict[str, Any]:
@@ -142,19 +122,14 @@ def model_from_run(
             "stage's DIR/stages/NN_<stage>/stage.weights.h5 or an epoch's "
             "DIR/stages/NN_<stage>/checkpoints/epoch_NNN.weights.h5)"
         )
-    overrides = model_overrides(config, stage)
-    previous = tf.keras.mixed_precision.global_policy()
-    tf.keras.mixed_precision.set_global_policy(dtype_policy)
-    try:
+    with policy_scope(dtype_policy):
         model = create_model(
             config["model"],
             input_shape=tuple(config["input_shape"]),
             num_classes=int(config["num_classes"]),
             weights=weights,
-            **overrides,
+            **model_overrides(config, stage),
         )
-    finally:
-        tf.keras.mixed_precision.set_global_policy(previous)
     return model, config
 
 

@@ -23,6 +23,7 @@ from absl import flags
 
 from bireal_larq import cli
 from bireal_larq.cli import fail, parser_for
+from bireal_larq.training.overrides import override_config
 from bireal_larq.utils import WriteError, atomic_path, cpu_model, write_failed
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
@@ -85,7 +86,7 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
     import tensorflow as tf
 
     tf.keras.backend.clear_session()
-    summary = run_training(entry.config.replace(data_dir=data_dir), run_dir, verbose=2)
+    summary = run_training(override_config(entry.config, data_dir=data_dir), run_dir, verbose=2)
     row = measure_entry(entry, run_dir, os.path.join(run_dir, "model.tflite"), data_dir)
     row.update(
         train_minutes=summary["train_time_s"] / 60,
@@ -110,7 +111,7 @@ def measure_entry(entry, run_dir: str, tflite_path: str, data_dir: str | None = 
     from bireal_larq.runs import model_from_run
 
     tf.keras.backend.clear_session()
-    config = entry.config.replace(data_dir=data_dir)
+    config = override_config(entry.config, data_dir=data_dir)
     model, _ = model_from_run(run_dir)
     # The whole test split, preprocessed by the data package's eval function (with the last
     # stage's evaluation resize ratio, as training validated it).

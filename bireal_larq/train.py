@@ -1,7 +1,8 @@
 r"""Trains a Bi-Real Net: ``python -m bireal_larq.train --model=birealnet18 --experiment=NAME``.
 
-An experiment (``experiments/NAME.py``) supplies every default; explicit flags override them.
-Rerunning the same command resumes an interrupted run. Examples::
+An experiment (``experiments/NAME.py``) supplies every default; explicit flags override them
+(the same configuration in Python: ``bireal_larq.training.overrides.train_config(NAME,
+epochs=..., ...)``). Rerunning the same command resumes an interrupted run. Examples::
 
     python -m bireal_larq.train --experiment=fmnist_authors_pytorch --output_dir=runs/fm
     python -m bireal_larq.train --model=birealnet18 --experiment=authors_pytorch \
@@ -18,33 +19,21 @@ checkpoint and resume point is intact, and the same command resumes once fixed).
 
 from __future__ import annotations
 
-import dataclasses
-import sys
-
 from absl import app, flags
 
 from bireal_larq import cli
 from bireal_larq.cli import fail, parser_for
 from bireal_larq.data import CorruptImageError
-from bireal_larq.data.config import DEFAULT_PRESETS
 from bireal_larq.training import (
     NonFiniteLossError,
     RunDirectoryConflict,
-    ScheduleConfig,
-    StageConfig,
     TrainConfig,
     check_run,
-    get_experiment,
     get_strategy,
-    list_experiments,
     run_training,
 )
-from bireal_larq.training.config import (
-    DEFAULT_STEPS_PER_EXECUTION,
-    STRATEGIES,
-    OptimizerConfig,
-)
-from bireal_larq.training.recipes import with_epochs
+from bireal_larq.training.config import DEFAULT_STEPS_PER_EXECUTION, STRATEGIES
+from bireal_larq.training.overrides import OVERRIDES, train_config
 from bireal_larq.utils import WriteError
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
@@ -120,113 +109,11 @@ flags.DEFINE_boolean(
 flags.mark_flag_as_required("output_dir", flag_values=FLAGS)
 
 
-def default_config(model: str, dataset: str) -> TrainConfig:
-    """Without an experiment: one Adam stage, linear decay to 0 over 10 epochs."""
-    return TrainConfig(
-        model=model,
-        dataset=dataset,
-        stages=(StageConfig("train", 10, OptimizerConfig(), ScheduleConfig(kind="linear")),),
-    )
-
-
-def _with_learning_rate(stages, learning_rate: float):
-    first = stages[0].optimizer.learning_rate
-    ratio = learning_rate / first if first else 1.0
-    return tuple(
-        dataclasses.replace(
-            s,
-            optimizer=dataclasses.replace(
-                s.optimizer,
-                learning_rate=learning_rate if i == 0 else s.optimizer.learning_rate * ratio,
-            ),
-        )
-        for i, s in enumerate(stages)
-    )
-
-
-def _steps_per_execution(value: str) -> int | None:
-    """The ``--steps_per_execution`` value: None for "auto", else a positive int."""
-    if value.strip().lower() == "auto":
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ValueError(
-            f"--steps_per_execution={value!r} is invalid; valid: 'auto' or an int >= 1"
-        )
-    return number
-
-
 def config_from_flags() -> TrainConfig:
-    """The experiment's config with the explicit flags applied (validated)."""
-    if FLAGS.experiment:
-        config = get_experiment(FLAGS.experiment, FLAGS.model)
-    else:
-        if not FLAGS.model or not FLAGS.dataset:
-            raise ValueError(
-                "--model and --dataset are required without --experiment; experiments: "
-                + ", ".join(list_experiments())
-            )
-        config = default_config(FLAGS.model, FLAGS.dataset)
-    stages = config.stages
-    if FLAGS.dataset and FLAGS.dataset != config.dataset:
-        # Shapes, source options and augmentation belonged to the experiment's dataset (an
-        # ImageNet crop and Lighting on CIFAR would be a silently different recipe).
-        replaced = [s.name for s in stages if s.augment is not None]
-        if replaced:
-            print(
-                f"--dataset={FLAGS.dataset} replaces {config.dataset!r} of the experiment: "
-                f"stage(s) {replaced} use {FLAGS.dataset}'s default augmentation "
-                f"({DEFAULT_PRESETS.get(FLAGS.dataset, '?')!r} preset) instead of the "
-                "experiment's",
-                file=sys.stderr,
-            )
-        stages = tuple(dataclasses.replace(s, augment=None) for s in stages)
-        config = dataclasses.replace(
-            config, input_shape=None, num_classes=None, dataset_kwargs={}, image_size=None
-        )
-    if FLAGS.epochs is not None:
-        if FLAGS.epochs < 1:
-            raise ValueError(f"--epochs={FLAGS.epochs} is out of range; valid: >= 1")
-        stages = tuple(with_epochs(s, FLAGS.epochs) for s in stages)
-    if FLAGS.learning_rate is not None:
-        if not FLAGS.learning_rate > 0:
-            raise ValueError(f"--learning_rate={FLAGS.learning_rate} is out of range; valid: > 0")
-        stages = _with_learning_rate(stages, FLAGS.learning_rate)
-    skip_corrupt = FLAGS.skip_corrupt if FLAGS.skip_corrupt is not None else config.skip_corrupt
-    if FLAGS.max_skip_fraction is not None:
-        if not skip_corrupt:
-            raise ValueError(
-                "--max_skip_fraction only applies with --skip_corrupt (without it the first "
-                "unreadable image stops the run)"
-            )
-        if not 0.0 <= FLAGS.max_skip_fraction <= 1.0:
-            raise ValueError(
-                f"--max_skip_fraction={FLAGS.max_skip_fraction} is out of range; valid: [0, 1]"
-            )
-    if FLAGS.steps_per_execution is not None:  # "auto" is None, which replace() would skip
-        config = dataclasses.replace(
-            config, steps_per_execution=_steps_per_execution(FLAGS.steps_per_execution)
-        )
-    return config.replace(
-        stages=stages,
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
-        manual_dir=FLAGS.manual_dir,
-        batch_size=FLAGS.batch_size,
-        strategy=FLAGS.strategy,
-        mixed_precision=FLAGS.mixed_precision,
-        jit_compile=FLAGS.jit_compile,
-        seed=FLAGS.seed,
-        steps_per_epoch=FLAGS.steps_per_epoch,
-        validation_steps=FLAGS.validation_steps,
-        deterministic=FLAGS.deterministic,
-        backup_every_steps=FLAGS.backup_every_steps,
-        skip_corrupt=FLAGS.skip_corrupt,
-        max_skip_fraction=FLAGS.max_skip_fraction,
-    )
+    """The experiment's config with the explicit flags applied (validated): ``train_config``
+    of the flags (:mod:`bireal_larq.training.overrides`)."""
+    overrides = {name: FLAGS[name].value for name in OVERRIDES}
+    return train_config(FLAGS.experiment, FLAGS.model, **overrides)
 
 
 def main(argv):
@@ -236,13 +123,14 @@ def main(argv):
         # First TF work of the process: a multi-worker strategy must precede any op.
         strategy = get_strategy(config.strategy)
         # Model, fields, batch, data and augmentation: fail before anything is written.
-        check_run(config, strategy)
+        checked = check_run(config, strategy)
     except ValueError as err:
         raise app.UsageError(str(err)) from None
     except FileNotFoundError as err:
         fail(5, f"ERROR: {err}")
     try:
-        run_training(config, FLAGS.output_dir, overwrite=FLAGS.overwrite, strategy=strategy)
+        run_training(config, FLAGS.output_dir, overwrite=FLAGS.overwrite, strategy=strategy,
+                     checked=checked)
     except RunDirectoryConflict as err:
         fail(2, f"ERROR: {err}")
     except NonFiniteLossError as err:

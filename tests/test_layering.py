@@ -24,6 +24,7 @@ LIGHT_MODULES = (
     "bireal_larq.training.config",
     "bireal_larq.training.experiments",
     "bireal_larq.training.recipes",
+    "bireal_larq.training.overrides",
     "bireal_larq.data.specs",
     "bireal_larq.data.config",
     "bireal_larq.data.info",

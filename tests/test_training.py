@@ -887,8 +887,8 @@ def test_jsonable_writes_configs_and_reports_as_plain_json():
 
     import numpy as np
 
-    from bireal_larq.runs import jsonable
     from bireal_larq.training import get_experiment
+    from bireal_larq.utils import jsonable
 
     @dataclasses.dataclass
     class Part:

@@ -20,6 +20,8 @@ _EXPORTS = {
     "get_experiment": "experiments",
     "list_experiments": "experiments",
     "RecipeModel": "model",
+    "override_config": "overrides",
+    "train_config": "overrides",
     "compile_for_recipe": "model",
     "RunDirectoryConflict": "runner",
     "check_run": "runner",
