@@ -4,6 +4,8 @@ import os as _os
 import sys as _sys
 
 from bireal_larq import console as _console
+from bireal_larq import stack as _stack
+from bireal_larq.utils import lazy_exports as _lazy_exports
 
 # TensorFlow's default CPU allocator hands large freed buffers back to the OS, so every decoded
 # and resized image of the input pipeline pays its page faults again; TF's BFC allocator keeps a
@@ -36,8 +38,6 @@ if _QUIET_CLI:
 # stack. `python -m bireal_larq.doctor` skips both: it reports a broken stack instead of failing
 # here, and runs the same check itself.
 if _CLI != "bireal_larq.doctor":
-    from bireal_larq import stack as _stack
-
     _stack.check_installed()
     if _CLI is not None:
         import contextlib as _contextlib
@@ -54,7 +54,6 @@ if _CLI != "bireal_larq.doctor":
     elif "tensorflow" in _sys.modules:
         _stack.select_keras2()
 
-from bireal_larq.utils import lazy_exports as _lazy_exports
 
 __version__ = "0.2.0"
 
@@ -78,7 +77,5 @@ _load, __dir__ = _lazy_exports(__name__, _EXPORTS)
 
 def __getattr__(name: str):
     if name in __all__ and _CLI != "bireal_larq.doctor":
-        from bireal_larq import stack
-
-        stack.select_keras2()  # a clear StackError before larq meets a Keras 3 tf.keras
+        _stack.select_keras2()  # a clear StackError before larq meets a Keras 3 tf.keras
     return _load(name)

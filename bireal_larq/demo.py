@@ -35,7 +35,7 @@ import time
 
 from absl import flags
 
-from bireal_larq import cli
+from bireal_larq import cli, report
 from bireal_larq.cli import parser_for
 from bireal_larq.export import read_report
 from bireal_larq.utils import atomic_path, cpu_model
@@ -220,8 +220,6 @@ def write_report(
     """Gathers the outputs of the steps into ``out/report.md`` and the self-contained
     ``out/report.html``; returns both paths. ``pictures``: the classification step ran (its
     files of an earlier run are ignored otherwise)."""
-    from bireal_larq import report
-
     run_dir = os.path.join(out, "train")
     tflite = tflite or os.path.join(out, "model.tflite")
     predictions_path = os.path.join(out, report.PREDICTIONS_JSON)
@@ -306,8 +304,6 @@ def main(argv) -> None:
         outputs=(benchmark_json,),
     )
     if FLAGS.verify_samples:
-        from bireal_larq import report
-
         steps.run(
             "Classify test images with the LCE model (pictures, confusion matrix)",
             ["bireal_larq.report", tflite, f"--samples={FLAGS.verify_samples}"],

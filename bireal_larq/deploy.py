@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from bireal_larq import data
 from bireal_larq.export.backends import default_backend, interpreter_options
 from bireal_larq.export.core import read_report
 from bireal_larq.export.flatbuffer import read_flatbuffer
@@ -112,8 +113,6 @@ class Classifier:
         self._data_dir = data_dir
         self._info = None
         if self.dataset is not None:
-            from bireal_larq import data
-
             recorded = report.get("class_names") if same else None
             if self.dataset == "imagefolder" and data_dir is None and recorded:
                 # the run's classes, recorded by the export: no image folder needed
@@ -162,15 +161,12 @@ class Classifier:
                 f"{self.path!r} does not record its dataset, so raw images cannot be "
                 "preprocessed: pass Classifier(..., dataset=NAME) or give float32 model inputs"
             )
-        from bireal_larq import data
 
         batch = array if array.ndim == 4 else array[np.newaxis]
         return data.eval_preprocess(batch, self._info, resize_ratio=self.resize_ratio).numpy()
 
     def _as_array(self, item: Any, what: str) -> np.ndarray:
         if isinstance(item, str | os.PathLike):
-            from bireal_larq import data
-
             channels = 1 if self.input_shape[-1] == 1 else 3
             try:
                 return data.load_image(os.fspath(item), channels=channels).numpy()

@@ -30,7 +30,13 @@ import subprocess
 import sys
 from typing import Any
 
-from bireal_larq.stack import MAIN_TF_MINORS, REFERENCE_TF_MINOR, SUPPORTED_PYTHON, keras_version
+from bireal_larq.stack import (
+    MAIN_TF_MINORS,
+    REFERENCE_TF_MINOR,
+    SUPPORTED_PYTHON,
+    keras_version,
+    select_keras2,
+)
 
 try:  # absl-py comes with TensorFlow; without it the doctor still reports (see run())
     from absl import app, flags
@@ -187,8 +193,6 @@ def _capability(cells: list[str]) -> list[int] | None:
 
 def _import_check() -> str | None:
     """None when bireal_larq's stack check and model code import here, else the error."""
-    from bireal_larq.stack import select_keras2
-
     try:
         select_keras2()
         importlib.import_module("bireal_larq.models")

@@ -38,8 +38,12 @@ from typing import Any
 
 from absl import app, flags
 
-from bireal_larq import cli
+from bireal_larq import cli, data
 from bireal_larq.cli import parser_for
+from bireal_larq.deploy import Classifier
+from bireal_larq.export import read_report
+from bireal_larq.export.verify import dataset_images
+from bireal_larq.models import create_model
 from bireal_larq.utils import WriteError, atomic_path
 
 PREDICTIONS_JSON = "test_predictions.json"
@@ -365,8 +369,6 @@ def plot_confusion(matrix, class_names: Sequence[str], path: str, title: str = "
 def parameter_counts(export_report: dict[str, Any]) -> dict[str, int]:
     """Parameters of the exported model and of its real-valued twin, both built untrained
     from the export report's registry name and settings."""
-    from bireal_larq.models import create_model
-
     kwargs = dict(input_shape=tuple(export_report["input_shape"]),
                   num_classes=int(export_report["num_classes"]),
                   **(export_report.get("model_overrides") or {}))
@@ -388,11 +390,6 @@ def classify_test_set(tflite: str, samples: int, shown: int = 24, top_k: int = 3
         FileNotFoundError: the model or the dataset is missing.
     """
     import numpy as np
-
-    from bireal_larq import data
-    from bireal_larq.deploy import Classifier
-    from bireal_larq.export import read_report
-    from bireal_larq.export.verify import dataset_images
 
     if samples < 1 or shown < 1:
         raise ValueError(f"samples={samples}, shown={shown}; valid: at least 1 each")

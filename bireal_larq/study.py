@@ -23,6 +23,13 @@ from absl import flags
 
 from bireal_larq import cli
 from bireal_larq.cli import fail, parser_for
+from bireal_larq.data import get_dataset
+from bireal_larq.export import export_model
+from bireal_larq.runs import model_from_run
+from bireal_larq.stack import keras_version
+from bireal_larq.training import run_training
+from bireal_larq.training.callbacks import read_history
+from bireal_larq.training.experiments import load_experiment
 from bireal_larq.training.overrides import override_config
 from bireal_larq.utils import WriteError, atomic_path, cpu_model, write_failed
 
@@ -60,8 +67,6 @@ TEST_IMAGES = 10_000  # the whole Fashion-MNIST / CIFAR test split
 
 
 def load_suite(suite: str):
-    from bireal_larq.training.experiments import load_experiment
-
     try:
         return load_experiment(f"study_{suite}")
     except ValueError as err:
@@ -70,8 +75,6 @@ def load_suite(suite: str):
 
 def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
     """Trains, exports and evaluates one configuration; returns (and stores) its row."""
-    from bireal_larq.training import run_training
-
     run_dir = os.path.join(runs_dir, entry.name)
     row_path = os.path.join(run_dir, ROW_FILE)
     if os.path.exists(row_path):
@@ -105,10 +108,6 @@ def measure_entry(entry, run_dir: str, tflite_path: str, data_dir: str | None = 
         The measured part of a study row (accuracies, agreement, size, fused binary convs).
     """
     import tensorflow as tf
-
-    from bireal_larq.data import get_dataset
-    from bireal_larq.export import export_model
-    from bireal_larq.runs import model_from_run
 
     tf.keras.backend.clear_session()
     config = override_config(entry.config, data_dir=data_dir)
@@ -190,8 +189,6 @@ def recheck_study(
     import tempfile
 
     import tensorflow as tf
-
-    from bireal_larq.stack import keras_version
 
     runs_dir = os.path.join(results_dir, f"{suite_name}_runs")
     entries = _suite_entries(suite_module, runs_dir, only)
@@ -354,7 +351,6 @@ def _curve_pairs(suite_module, runs_dir: str | None) -> list[tuple[str, list[dic
     a history in ``runs_dir``; a pair is kept only whole."""
     if runs_dir is None:
         return []
-    from bireal_larq.training.callbacks import read_history
 
     found = []
     for pair in getattr(suite_module, "CURVES", ()):

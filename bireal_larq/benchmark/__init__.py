@@ -19,14 +19,15 @@ from typing import Any
 import numpy as np
 
 from bireal_larq.export.backends import BACKENDS, KERNELS, interpreter_options
+from bireal_larq.export.flatbuffer import op_table
+from bireal_larq.export.verify import interpreter
+from bireal_larq.models import create_model
 
 BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
 def has_lce_ops(flatbuffer: bytes) -> bool:
     """Whether the flatbuffer holds LCE's custom ops (else it is a plain TFLite model)."""
-    from bireal_larq.export.flatbuffer import op_table
-
     return any(op.startswith("Lce") for op in op_table(flatbuffer))
 
 
@@ -113,8 +114,6 @@ def time_flatbuffer(
     Raises:
         ValueError: invalid counts or backend.
     """
-    from bireal_larq.export.verify import interpreter
-
     _check_counts(threads, warmup, runs)
     it = interpreter(flatbuffer, num_threads=threads, backend=backend)
     shape = tuple(it.input_shapes[0])
@@ -158,8 +157,6 @@ def time_interleaved(configs: Sequence[Config], *, warmup: int = 5, runs: int = 
     share of that drift, so their medians stay comparable (timing them one after the other
     does not).
     """
-    from bireal_larq.export.verify import interpreter
-
     if not configs:
         raise ValueError("No configurations to time")
     prepared = []
@@ -249,8 +246,6 @@ def float_twin_flatbuffer(
     Untrained weights: latency does not depend on their values.
     """
     import tensorflow as tf
-
-    from bireal_larq.models import create_model
 
     twin = create_model(
         model_name,

@@ -20,9 +20,10 @@ import sys
 
 from absl import app, flags
 
-from bireal_larq import cli
+from bireal_larq import benchmark, cli
 from bireal_larq.benchmark import BACKEND_CHOICES
 from bireal_larq.cli import parser_for
+from bireal_larq.export import read_flatbuffer, read_report, report_path, verify
 
 FLAGS = flags.FlagValues()
 PARSER = parser_for(FLAGS, positional=1)  # app.run's flags parser: the .tflite path
@@ -57,9 +58,6 @@ flags.DEFINE_string(
 def _float_twin(path: str, flatbuffer: bytes, report: dict, model: str | None = None) -> bytes:
     """The real-valued twin of the exported model: its registry name and settings (width,
     overrides) from the export report, its input and output shapes from the flatbuffer."""
-    from bireal_larq import benchmark
-    from bireal_larq.export import report_path, verify
-
     if "model" not in report:
         raise ValueError(
             f"--compare_float rebuilds the exported model's real-valued twin from its export "
@@ -83,8 +81,6 @@ def _float_twin(path: str, flatbuffer: bytes, report: dict, model: str | None = 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         raise app.UsageError("Usage: python -m bireal_larq.benchmark MODEL.tflite [flags]")
-    from bireal_larq import benchmark
-    from bireal_larq.export import read_flatbuffer, read_report
 
     path = argv[1]
     output = FLAGS.json_output or os.path.splitext(path)[0] + ".benchmark.json"

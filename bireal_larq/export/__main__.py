@@ -18,6 +18,7 @@ from absl import app, flags
 from bireal_larq import cli, console
 from bireal_larq.cli import fail, parser_for
 from bireal_larq.data import CorruptImageError
+from bireal_larq.export import ExportError, export_model, load_model_for_export
 from bireal_larq.stack import LceUnavailableError, import_lce
 from bireal_larq.utils import WriteError
 
@@ -70,8 +71,6 @@ def _input_shape() -> tuple[int, ...] | None:
 
 
 def main(argv: list[str]) -> int:
-    from bireal_larq.export import ExportError, export_model, load_model_for_export
-
     try:
         import_lce()  # before any work: where LCE has no wheels, say so at once
         model, metadata = load_model_for_export(

@@ -26,8 +26,12 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from bireal_larq import runs
+from bireal_larq.data import load_class_names
+from bireal_larq.data.info import check_name
 from bireal_larq.export import flatbuffer as fb
-from bireal_larq.models import get_entry, list_models
+from bireal_larq.export import verify as verify_lib
+from bireal_larq.models import builder, create_model, get_entry, list_models
 from bireal_larq.models.layers import iter_layers
 from bireal_larq.stack import import_lce
 from bireal_larq.utils import atomic_path, dtype_policy, jsonable
@@ -339,8 +343,6 @@ def export_model(
             verification on real images agreed less than ``min_agreement``. The report is
             still written (with ``"status": "failed"``); the ``.tflite`` is not.
     """
-    from bireal_larq.export import verify as verify_lib
-
     if target not in TARGETS:
         raise ValueError(f"target={target!r} is invalid; valid: {list(TARGETS)}")
     if not isinstance(verify_samples, int) or verify_samples < 0:
@@ -348,8 +350,6 @@ def export_model(
     if verify_dataset is not None and verify_images is not None:
         raise ValueError("Pass verify_dataset or verify_images, not both")
     if verify_dataset is not None:  # before the conversion, not after it
-        from bireal_larq.data.info import check_name
-
         check_name(verify_dataset)
     if not 0.0 <= min_agreement <= 1.0:
         raise ValueError(f"min_agreement={min_agreement} is invalid; valid: 0 <= x <= 1")
@@ -502,16 +502,12 @@ def export_model(
 
 def default_input_shape(name: str) -> tuple[int, int, int]:
     """The builder's default input shape of a registered model."""
-    from bireal_larq.models.builder import default_input_shape as default
-
-    return default(get_entry(name).config)
+    return builder.default_input_shape(get_entry(name).config)
 
 
 def _run_of(checkpoint: str | None) -> tuple[str, str, str | None] | None:
     """(run directory, weights, stage) when ``checkpoint`` is a run directory or a weights
     file inside one (a stage's or an epoch's), else None."""
-    from bireal_larq import runs
-
     if checkpoint is None or not os.path.exists(checkpoint):
         return None
     try:
@@ -522,8 +518,6 @@ def _run_of(checkpoint: str | None) -> tuple[str, str, str | None] | None:
 
 def _class_names(run_dir: str) -> list[str] | None:
     """The run's class names (its ``classes.json``), so the inference API needs no data."""
-    from bireal_larq.data import load_class_names
-
     try:
         return list(load_class_names(run_dir))
     except FileNotFoundError:  # runs of datasets without names (synthetic)
@@ -557,9 +551,6 @@ def load_model_for_export(
         ValueError: neither or a wrong combination of arguments (naming what is valid).
         FileNotFoundError: a checkpoint that does not exist.
     """
-    from bireal_larq import runs
-    from bireal_larq.models import create_model
-
     if checkpoint is None and model is None:
         raise ValueError(
             "Nothing to export: pass checkpoint (a run directory, or a weights file together "

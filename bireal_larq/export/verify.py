@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from bireal_larq import console
+from bireal_larq import console, data
 from bireal_larq.export.backends import default_backend, interpreter_options
 from bireal_larq.stack import import_lce
 
@@ -132,8 +132,6 @@ def dataset_images(
     Raises:
         ValueError: the dataset's images do not have the model's channel count.
     """
-    from bireal_larq import data
-
     augment = None if resize_ratio is None else data.AugmentConfig(eval_resize_ratio=resize_ratio)
     dataset, _ = data.get_dataset(
         name,

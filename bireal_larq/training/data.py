@@ -13,6 +13,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from bireal_larq.data import dataset_info as info_of
 from bireal_larq.data import get_dataset
 from bireal_larq.training.config import StageConfig, TrainConfig
 
@@ -27,8 +28,6 @@ def dataset_info(config: TrainConfig):
     Raises:
         ValueError: the dataset name is unknown (the data package lists the valid ones).
     """
-    from bireal_larq.data import dataset_info as info_of
-
     kwargs = {k: v for k, v in config.dataset_kwargs.items() if k != "shuffle_buffer"}
     if config.dataset == "synthetic" and config.num_classes is not None:
         kwargs.setdefault("num_classes", config.num_classes)

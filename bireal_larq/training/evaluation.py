@@ -10,6 +10,13 @@ from typing import Any
 
 import tensorflow as tf
 
+from bireal_larq.data import (
+    CLASSES_FILE,
+    AugmentConfig,
+    corrupt_image_errors,
+    get_dataset,
+    load_class_names,
+)
 from bireal_larq.runs import FINAL_WEIGHTS, eval_resize_ratio, find_run, model_from_run
 
 
@@ -48,14 +55,6 @@ def evaluate_checkpoint(
         FileNotFoundError: no run directory holds ``checkpoint``, or its data is missing.
         ValueError: an unknown dataset, or one whose images do not fit the model.
     """
-    from bireal_larq.data import (
-        CLASSES_FILE,
-        AugmentConfig,
-        corrupt_image_errors,
-        get_dataset,
-        load_class_names,
-    )
-
     run_dir, weights, stage = find_run(checkpoint)
     model, config = model_from_run(run_dir, weights, stage=stage)
     same = dataset is None or dataset == config.get("dataset")

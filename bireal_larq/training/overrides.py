@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from bireal_larq.data.config import DEFAULT_PRESETS
 from bireal_larq.training.config import (
     OptimizerConfig,
     ScheduleConfig,
@@ -118,8 +119,6 @@ def _other_dataset(config: TrainConfig, stages, dataset: str):
     """``config`` and ``stages`` for ``dataset`` instead of the experiment's: the shapes,
     source options and augmentation belonged to the experiment's dataset (an ImageNet crop
     and Lighting on CIFAR would be a silently different recipe)."""
-    from bireal_larq.data.config import DEFAULT_PRESETS
-
     replaced = [s.name for s in stages if s.augment is not None]
     if replaced:
         print(

@@ -17,7 +17,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from bireal_larq.data import corrupt_image_errors
+from bireal_larq.data import corrupt_image_errors, save_class_names
 from bireal_larq.runs import FINAL_WEIGHTS
 from bireal_larq.training.config import TrainConfig
 from bireal_larq.training.data import DatasetFn, dataset_info
@@ -168,8 +168,6 @@ def _save_class_names(run_dir: str, config: TrainConfig) -> None:
     """The dataset's class names beside the run, when the dataset has them."""
     class_names = dataset_info(config).class_names
     if class_names:
-        from bireal_larq.data import save_class_names
-
         save_class_names(run_dir, list(class_names))
 
 
