@@ -171,8 +171,12 @@ def test_the_data_modules_are_layered_specs_info_sources_pipeline():
     assert data["specs"] == set()
     assert data["config"] <= {"specs"} and data["info"] <= {"specs"}
     assert "pipeline" not in data["sources"]
-    for module in data:
-        assert function_imports(f"bireal_larq.data.{module}") == [], module
+
+
+def test_modules_import_the_package_at_module_level_only():
+    # An import inside a function hides a dependency (and so a cycle) from a reader.
+    found = {m: function_imports(m) for m in _module_files()}
+    assert {m: f for m, f in found.items() if f} == {}
 
 
 @pytest.mark.parametrize("module", LIGHT_MODULES)
