@@ -89,7 +89,7 @@ def run_entry(entry, runs_dir: str, data_dir: str | None = None) -> dict:
     import tensorflow as tf
 
     tf.keras.backend.clear_session()
-    summary = run_training(override_config(entry.config, data_dir=data_dir), run_dir, verbose=2)
+    summary = run_training(override_config(entry.config, data_dir=data_dir), run_dir)
     row = measure_entry(entry, run_dir, os.path.join(run_dir, "model.tflite"), data_dir)
     row.update(
         train_minutes=summary["train_time_s"] / 60,
