@@ -222,8 +222,9 @@ def test_a_teacher_file_of_another_variant_is_refused(role, variant, tmp_path):
             else LossConfig(refinery=teacher))
     config = synthetic_config(stages=(StageConfig("kd", 1, loss=loss),))
     field, value = next(iter(variant.items()))
-    with pytest.raises(ValueError, match=rf"{field}: file {value!r}"):
+    with pytest.raises(ValueError, match=rf"{field}: file {value!r}.*stage 'kd'.s {role}"):
         run_training(config, str(tmp_path / "run"), verbose=0)
+    assert not (tmp_path / "run").exists()  # refused before the run directory is written
 
 
 # --------------------------------------------------------------------------- find_run

@@ -149,14 +149,33 @@ def _check_recorded_config(model: tf.keras.Model, path: str, saved: dict) -> Non
             "bireal_larq.models.create_model (or one whose bireal_config attribute is set to "
             "the BiRealConfig it was built from)"
         )
+    _refuse_other_variant(path, saved, config, f"model {model.name!r}")
+
+
+def check_file_architecture(path: str, config: BiRealConfig, what: str = "the model") -> None:
+    """Refuses, before any model is built, a weights file that records another architecture
+    than ``config`` (the check :func:`load_weights` makes). Files that record none (larq-zoo's,
+    TF checkpoints) are left to ``load_weights``.
+
+    Raises:
+        ValueError: the differing fields, the file's and ``config``'s values, what would load it.
+    """
+    if not path.endswith(".h5") or not os.path.isfile(path) or not h5py.is_hdf5(path):
+        return
+    saved = _read_h5(path).config
+    if saved is not None:
+        _refuse_other_variant(path, saved, config, what)
+
+
+def _refuse_other_variant(path: str, saved: dict, config: BiRealConfig, what: str) -> None:
     differ = _differences(saved, config)
     if differ:
         shown = "; ".join(f"{k}: file {a!r}, model {b!r}" for k, (a, b) in differ.items())
         overrides = ", ".join(f"{k}={a!r}" for k, (a, _) in differ.items())
         raise ValueError(
             f"{path} was saved from another variant of the architecture ({shown}): its weights "
-            f"belong to that variant and would compute another function in model "
-            f"{model.name!r}; valid: a model built with the file's values, e.g. "
+            f"belong to that variant and would compute another function in "
+            f"{what}; valid: a model built with the file's values, e.g. "
             f"create_model(NAME, {overrides}) with the registered NAME the file was trained "
             "as, or, to start one variant from another on purpose, "
             "bireal_larq.models.transfer_weights(source_model, model)"

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from bireal_larq.models import get_model_config
 from bireal_larq.models.config import BiRealConfig, real_valued_twin
+from bireal_larq.models.weights import check_file_architecture
 from bireal_larq.runs import FINAL_WEIGHTS
 from bireal_larq.training.config import (
     DEFAULT_STEPS_PER_EXECUTION,
@@ -97,15 +98,19 @@ def _check_teacher(stage: StageConfig, role: str, teacher: TeacherConfig | None)
     if teacher is None or teacher.source == "previous":
         return
     if teacher.source == "registry":
-        get_model_config(teacher.model, **teacher.model_overrides)
+        architecture = get_model_config(teacher.model, **teacher.model_overrides)
+        if teacher.real_valued:
+            architecture = real_valued_twin(architecture, teacher.twin_activation)
         path, what = teacher.weights, "weights file"
     else:
-        path, what = teacher.path, "model file"
+        architecture, path, what = None, teacher.path, "model file"
     if not (os.path.exists(path) or os.path.exists(path + ".index")):
         raise FileNotFoundError(
             f"Stage {stage.name!r}: the {role}'s {what} {path!r} does not exist; valid: the "
             f"file of a trained model (e.g. a finished run's {FINAL_WEIGHTS})"
         )
+    if architecture is not None:  # a file of another variant would distil another function
+        check_file_architecture(path, architecture, f"stage {stage.name!r}'s {role}")
 
 
 def check_run(
