@@ -666,3 +666,35 @@ def test_xcore_binary_dense_and_directory_outputs(tmp_path):
     (tmp_path / "dir.tflite").mkdir()
     with pytest.raises(ValueError, match=r"not a directory"):
         export.export_model(model, str(tmp_path / "dir.tflite"), verify_samples=0)
+
+
+def test_xcore_refuses_a_binary_conv_on_real_inputs_unless_allowed(tmp_path):
+    # The weights-only conv gets no LceQuantize: on xcore it would run on real inputs.
+    model = _half_binary_model()
+    output = tmp_path / "x.tflite"
+    with pytest.raises(export.ExportError, match=r"target xcore: 1 LceQuantize ops for 2 binary "
+                       r"convs: some run on real inputs; pass --allow_float_fallback"):
+        export.export_model(model, str(output), target="xcore", verify_samples=0)
+    assert not output.exists()
+    failed = json.loads((tmp_path / "x.failed.json").read_text())
+    assert failed["status"] == "failed" and failed["errors"][0].startswith("target xcore")
+    report = export.export_model(model, str(output), target="xcore", verify_samples=0,
+                                 allow_float_fallback=True)
+    assert report["status"] == "ok" and report["float_fallback_layers"] == []
+    assert any("some run on real inputs" in w for w in report["warnings"])
+    assert not (tmp_path / "x.failed.json").exists()
+
+
+def test_conflicting_verification_arguments_are_refused_before_converting(tmp_path, monkeypatch):
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted before checking the arguments")
+
+    monkeypatch.setattr(core, "convert", no_conversion)
+    model = _single_classifier()
+    output = str(tmp_path / "m.tflite")
+    with pytest.raises(ValueError, match="not both"):
+        export.export_model(model, output, verify_dataset="synthetic",
+                            verify_images=np.zeros((1, 8, 8, 4), np.float32))
+    with pytest.raises(ValueError, match=r"min_agreement=1\.5"):
+        export.export_model(model, output, min_agreement=1.5)
+    assert os.listdir(tmp_path) == []

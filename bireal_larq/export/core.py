@@ -293,6 +293,23 @@ def read_report(tflite_path: str) -> dict[str, Any] | None:
         return json.load(f)
 
 
+@dataclasses.dataclass(frozen=True)
+class _ExportJob:
+    """The checked arguments of one :func:`export_model` call, handed to each of its steps."""
+
+    model: tf.keras.Model
+    output: str  # the .tflite path
+    name: str | None  # the registry name, None for a model outside the registry
+    target: str
+    int8: bool
+    allow_float_fallback: bool
+    verify_dataset: str | None
+    verify_samples: int
+    verify_images: np.ndarray | tf.data.Dataset | None
+    data_dir: str | None
+    min_agreement: float
+
+
 def export_model(
     model: tf.keras.Model,
     output: str,
@@ -343,6 +360,51 @@ def export_model(
             verification on real images agreed less than ``min_agreement``. The report is
             still written (with ``"status": "failed"``); the ``.tflite`` is not.
     """
+    # Each step below adds its part to the report; a step that fails writes the report as
+    # failed (see _failure) and raises, so no .tflite is written.
+    output = _check_arguments(
+        output,
+        target=target,
+        verify_samples=verify_samples,
+        verify_dataset=verify_dataset,
+        verify_images=verify_images,
+        min_agreement=min_agreement,
+    )
+    job = _ExportJob(
+        model=model,
+        output=output,
+        name=_registry_name(model, model_name),
+        target=target,
+        int8=int8,
+        allow_float_fallback=allow_float_fallback,
+        verify_dataset=verify_dataset,
+        verify_samples=verify_samples,
+        verify_images=verify_images,
+        data_dir=data_dir,
+        min_agreement=min_agreement,
+    )
+    report = _new_report(job, metadata)
+    _check_registry_entry(job, report)
+    _check_zero_padding(job, report)
+    flatbuffer = _convert_for_export(job, report)
+    _check_binary_ops(job, report, flatbuffer)
+    _record_io_types(job, report, flatbuffer)
+    _verify(job, report, flatbuffer)
+    _write_export(job, report, flatbuffer)
+    return report
+
+
+def _check_arguments(
+    output: str,
+    *,
+    target: str,
+    verify_samples: int,
+    verify_dataset: str | None,
+    verify_images: np.ndarray | tf.data.Dataset | None,
+    min_agreement: float,
+) -> str:
+    """Refuses invalid arguments of :func:`export_model` before any work; returns ``output``
+    as a ``str``. The dataset name is checked here, so that a typo fails before converting."""
     if target not in TARGETS:
         raise ValueError(f"target={target!r} is invalid; valid: {list(TARGETS)}")
     if not isinstance(verify_samples, int) or verify_samples < 0:
@@ -357,147 +419,208 @@ def export_model(
     if not output.endswith(".tflite") or os.path.isdir(output):
         raise ValueError(f"output={output!r} is invalid; valid: a file path ending in .tflite "
                          "(not a directory)")
+    return output
 
-    name = _registry_name(model, model_name)
-    report: dict[str, Any] = {
+
+def _new_report(job: _ExportJob, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The report as it stands before any check: what is exported, with which versions, and
+    the caller's ``metadata`` (whose keys win)."""
+    return {
         "status": "ok",
-        "model": name or model.name,
-        "output": os.path.abspath(output),
-        "target": target,
-        "input_shape": list(model.input_shape[1:]),
-        "num_classes": int(model.output_shape[-1]),
+        "model": job.name or job.model.name,
+        "output": os.path.abspath(job.output),
+        "target": job.target,
+        "input_shape": list(job.model.input_shape[1:]),
+        "num_classes": int(job.model.output_shape[-1]),
         "versions": _versions(),
         "warnings": [],
         "errors": [],
         **(metadata or {}),
     }
-    rpath = report_path(output)
 
-    def fail(message: str) -> ExportError:
-        report["status"] = "failed"
-        report["errors"].append(message)
-        failed = report_path(output, failed=True)
-        write_report(failed, report)
-        kept = " (the earlier export at that path is left as it was)" if os.path.exists(
-            output) else ""
-        return ExportError(f"{message} (report: {failed}){kept}")
 
-    if name is not None:
-        entry = get_entry(name)
-        report["lce_compatible"] = entry.lce_compatible
-        if not entry.lce_compatible:
-            message = f"Model {name!r} is not LCE-compatible: {entry.lce_reason}"
-            if not allow_float_fallback:
-                raise fail(message + "; pass --allow_float_fallback to export it anyway")
-            report["warnings"].append(message)
+def _failure(job: _ExportJob, report: dict[str, Any], message: str) -> ExportError:
+    """Marks ``report`` failed, writes it to ``<output stem>.failed.json`` and returns the
+    error to raise, naming that file (and saying so when an earlier export is kept)."""
+    report["status"] = "failed"
+    report["errors"].append(message)
+    failed = report_path(job.output, failed=True)
+    write_report(failed, report)
+    kept = " (the earlier export at that path is left as it was)" if os.path.exists(
+        job.output) else ""
+    return ExportError(f"{message} (report: {failed}){kept}")
 
-    too_small = zero_padding_below_kernel(model)
+
+def _check_registry_entry(job: _ExportJob, report: dict[str, Any]) -> None:
+    """Records whether the registry marks the model LCE-compatible; one that is not fails,
+    or is a warning with ``allow_float_fallback``. Models outside the registry pass."""
+    if job.name is None:
+        return
+    entry = get_entry(job.name)
+    report["lce_compatible"] = entry.lce_compatible
+    if not entry.lce_compatible:
+        message = f"Model {job.name!r} is not LCE-compatible: {entry.lce_reason}"
+        if not job.allow_float_fallback:
+            raise _failure(
+                job, report, message + "; pass --allow_float_fallback to export it anyway"
+            )
+        report["warnings"].append(message)
+
+
+def _check_zero_padding(job: _ExportJob, report: dict[str, Any]) -> None:
+    """Fails on binary convs that LCE would compute wrongly (see
+    :func:`zero_padding_below_kernel`), before spending time on the conversion."""
+    too_small = zero_padding_below_kernel(job.model)
     if too_small:
-        raise fail(
+        raise _failure(
+            job,
+            report,
             "LCE computes zero-padded binary convs on feature maps smaller than the kernel "
             f"incorrectly (measured with LCE {_versions().get('larq_compute_engine')}): "
-            f"{', '.join(too_small)}; use a larger input_shape or pad_values=1"
+            f"{', '.join(too_small)}; use a larger input_shape or pad_values=1",
         )
 
+
+def _convert_for_export(job: _ExportJob, report: dict[str, Any]) -> bytes:
+    """Converts the model through a SavedModel with LCE (:func:`convert`) and records the
+    flatbuffer's size and op table; a conversion error fails the export."""
     try:
-        flatbuffer = convert(model, target=target, int8=int8)
+        flatbuffer = convert(job.model, target=job.target, int8=job.int8)
     except ExportError as e:
-        raise fail(str(e)) from e.__cause__
+        raise _failure(job, report, str(e)) from e.__cause__
     report["file_size_bytes"] = len(flatbuffer)
     report["op_table"] = fb.op_table(flatbuffer)
+    return flatbuffer
 
-    fusion = check_fusion(model, flatbuffer)
+
+def _check_binary_ops(job: _ExportJob, report: dict[str, Any], flatbuffer: bytes) -> None:
+    """Records how the binary layers were converted, and fails (or, with
+    ``allow_float_fallback``, warns) when a binary conv would run in float: each must be an
+    ``LceBconv2d`` for target arm, and have an ``LceQuantize`` input for target xcore."""
+    fusion = check_fusion(job.model, flatbuffer)
     report["binary_layers"] = len(fusion.binary_layers)
     report["lce_bconv2d_ops"] = fusion.fused
     report["float_fallback_layers"] = list(fusion.unfused_layers)
-    binary_dense = [layer.name for layer in iter_layers(model)
+    binary_dense = [layer.name for layer in iter_layers(job.model)
                     if isinstance(layer, lq.layers.QuantDense) and layer.kernel_quantizer]
     if binary_dense:
         report["warnings"].append(
             f"LCE has no binary dense op: {', '.join(binary_dense)} runs as a float "
             "FULLY_CONNECTED on binarized inputs (same outputs, not faster or smaller)")
-    if target == "xcore":
-        # LCE's xcore output leaves each binary conv as LceQuantize -> CONV_2D, for XMOS's
-        # own tools to lower: no LceBconv2d to count. Every binary conv must still have its
-        # input binarized in the graph.
-        quantized = report["op_table"].get(QUANTIZE_OP, 0)
-        report["float_fallback_layers"] = []
-        if quantized < len(fusion.binary_layers):
-            message = (f"target xcore: {quantized} {QUANTIZE_OP} ops for "
-                       f"{len(fusion.binary_layers)} binary convs: some run on real inputs")
-            if not allow_float_fallback:
-                raise fail(message + "; pass --allow_float_fallback to accept that")
-            report["warnings"].append(message)
-        report["warnings"].append(
-            f"target xcore: LCE emits each binary conv as {QUANTIZE_OP} + CONV_2D for XMOS's "
-            f"tools to lower ({quantized} {QUANTIZE_OP} ops for {len(fusion.binary_layers)} "
-            f"binary convs); the {BCONV_OP} fusion check applies to target arm only, and what "
-            "XMOS's tools make of the file is not checked here")
+    if job.target == "xcore":
+        _check_xcore_quantize_ops(job, report, fusion)
     elif not fusion.ok:
-        message = (
-            f"{len(fusion.binary_layers) - fusion.fused} of {len(fusion.binary_layers)} binary "
-            f"convs were not fused into {BCONV_OP} and would run in float: "
-            f"{', '.join(fusion.unfused_layers)}"
-        )
-        grouped = grouped_convs_lce_cannot_fuse(model)
-        if grouped:
-            message += (
-                f" (LCE fuses a grouped binary conv only when its input channels per group are "
-                f"a multiple of {GROUP_CHANNEL_MULTIPLE}; not so in {', '.join(grouped)}: use "
-                "fewer groups or more channels)"
-            )
-        if not allow_float_fallback:
-            raise fail(message + "; pass --allow_float_fallback to accept that")
-        report["warnings"].append(message)
-        log.warning(message)
+        _refuse_unfused_convs(job, report, fusion)
 
+
+def _check_xcore_quantize_ops(job: _ExportJob, report: dict[str, Any],
+                              fusion: FusionCheck) -> None:
+    """Target xcore: every binary conv must have its input binarized by an ``LceQuantize``.
+
+    LCE's xcore output leaves each binary conv as ``LceQuantize -> CONV_2D``, for XMOS's own
+    tools to lower: there is no ``LceBconv2d`` to count, and the report says so.
+    """
+    quantized = report["op_table"].get(QUANTIZE_OP, 0)
+    report["float_fallback_layers"] = []
+    if quantized < len(fusion.binary_layers):
+        message = (f"target xcore: {quantized} {QUANTIZE_OP} ops for "
+                   f"{len(fusion.binary_layers)} binary convs: some run on real inputs")
+        if not job.allow_float_fallback:
+            raise _failure(job, report, message + "; pass --allow_float_fallback to accept that")
+        report["warnings"].append(message)
+    report["warnings"].append(
+        f"target xcore: LCE emits each binary conv as {QUANTIZE_OP} + CONV_2D for XMOS's "
+        f"tools to lower ({quantized} {QUANTIZE_OP} ops for {len(fusion.binary_layers)} "
+        f"binary convs); the {BCONV_OP} fusion check applies to target arm only, and what "
+        "XMOS's tools make of the file is not checked here")
+
+
+def _refuse_unfused_convs(job: _ExportJob, report: dict[str, Any], fusion: FusionCheck) -> None:
+    """Target arm, some binary convs not fused into ``LceBconv2d``: fails naming them (and
+    the grouped-conv rule when it applies), or, with ``allow_float_fallback``, warns."""
+    message = (
+        f"{len(fusion.binary_layers) - fusion.fused} of {len(fusion.binary_layers)} binary "
+        f"convs were not fused into {BCONV_OP} and would run in float: "
+        f"{', '.join(fusion.unfused_layers)}"
+    )
+    grouped = grouped_convs_lce_cannot_fuse(job.model)
+    if grouped:
+        message += (
+            f" (LCE fuses a grouped binary conv only when its input channels per group are "
+            f"a multiple of {GROUP_CHANNEL_MULTIPLE}; not so in {', '.join(grouped)}: use "
+            "fewer groups or more channels)"
+        )
+    if not job.allow_float_fallback:
+        raise _failure(job, report, message + "; pass --allow_float_fallback to accept that")
+    report["warnings"].append(message)
+    log.warning(message)
+
+
+def _record_io_types(job: _ExportJob, report: dict[str, Any], flatbuffer: bytes) -> None:
+    """Records the flatbuffer's input and output types, warning when int8 I/O was asked for
+    but the model carries no quantization ranges to make it so."""
     io = verify_lib.io_types(flatbuffer)
     report["io"] = io
-    if int8 and io["input_type"] != "int8":
+    if job.int8 and io["input_type"] != "int8":
         report["warnings"].append(
             "int8 I/O was requested but the model carries no int8 quantization ranges, so "
             "its input and output stay float32"
         )
 
-    if verify_samples > 0:
-        if verify_images is not None:
-            images, labels = verify_lib.images_from(verify_images, verify_samples)
-            source, real = "given images", True
-        elif verify_dataset is not None:
-            images, labels = verify_lib.dataset_images(
-                verify_dataset,
-                verify_samples,
-                model.input_shape[1:],
-                data_dir=data_dir,
-                resize_ratio=report.get("eval_resize_ratio"),
-            )
-            source, real = f"{verify_dataset} test split", True
-        else:
-            images = verify_lib.random_images(model.input_shape[1:], verify_samples)
-            labels, source, real = None, "random normal inputs", False
-        result = verify_lib.compare(model, flatbuffer, images, labels)
-        result.update(
-            source=source, real_images=real, min_agreement=min_agreement if real else None
-        )
-        report["verification"] = result
-        if real and result["top1_agreement"] < min_agreement:
-            raise fail(
-                f"Verification failed: the LCE model agrees with Keras on "
-                f"{result['top1_agreement']:.2%} of {result['samples']} {source} images; "
-                f"at least {min_agreement:.0%} is required"
-            )
-    else:
-        report["verification"] = None
 
-    # An existing .tflite at the path stays as it was unless both files are written.
-    with atomic_path(output) as tmp:
+def _verification_images(
+    job: _ExportJob, report: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray | None, str, bool]:
+    """``(images, labels, source, real)`` to verify on: the given images, the named dataset's
+    test split (preprocessed with the report's ``eval_resize_ratio``) or random inputs."""
+    if job.verify_images is not None:
+        images, labels = verify_lib.images_from(job.verify_images, job.verify_samples)
+        return images, labels, "given images", True
+    if job.verify_dataset is not None:
+        images, labels = verify_lib.dataset_images(
+            job.verify_dataset,
+            job.verify_samples,
+            job.model.input_shape[1:],
+            data_dir=job.data_dir,
+            resize_ratio=report.get("eval_resize_ratio"),
+        )
+        return images, labels, f"{job.verify_dataset} test split", True
+    images = verify_lib.random_images(job.model.input_shape[1:], job.verify_samples)
+    return images, None, "random normal inputs", False
+
+
+def _verify(job: _ExportJob, report: dict[str, Any], flatbuffer: bytes) -> None:
+    """Compares the flatbuffer's outputs with the Keras model's and records the result; on
+    real images, agreement below ``min_agreement`` fails. ``verify_samples=0`` skips it."""
+    if job.verify_samples <= 0:
+        report["verification"] = None
+        return
+    images, labels, source, real = _verification_images(job, report)
+    result = verify_lib.compare(job.model, flatbuffer, images, labels)
+    result.update(
+        source=source, real_images=real, min_agreement=job.min_agreement if real else None
+    )
+    report["verification"] = result
+    if real and result["top1_agreement"] < job.min_agreement:
+        raise _failure(
+            job,
+            report,
+            f"Verification failed: the LCE model agrees with Keras on "
+            f"{result['top1_agreement']:.2%} of {result['samples']} {source} images; "
+            f"at least {job.min_agreement:.0%} is required",
+        )
+
+
+def _write_export(job: _ExportJob, report: dict[str, Any], flatbuffer: bytes) -> None:
+    """Writes the ``.tflite`` and its report, and removes the report of an earlier failed
+    attempt at that path. An existing ``.tflite`` stays as it was unless both are written."""
+    with atomic_path(job.output) as tmp:
         with open(tmp, "wb") as f:
             f.write(flatbuffer)
-        write_report(rpath, report)
-    stale = report_path(output, failed=True)
+        write_report(report_path(job.output), report)
+    stale = report_path(job.output, failed=True)
     if os.path.exists(stale):  # an earlier failed attempt at this path
         os.remove(stale)
-    return report
 
 
 def default_input_shape(name: str) -> tuple[int, int, int]:
