@@ -276,6 +276,46 @@ def test_invalid_configuration_names_field(overrides, message):
         create_model("birealnet18", **overrides)
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(depth=18.0), "depth=18.0 is a float; valid: an integer"),
+        (dict(width_multiplier="1"), "width_multiplier='1' is a str; valid: a finite number"),
+        (dict(stem="big"), "stem='big' is invalid; valid: ['imagenet', 'small']"),
+        (dict(stem_order="x"), "stem_order='x' is invalid; valid: ['conv_bn_pool', "
+                               "'conv_pool_bn']"),
+        (dict(stem_activation="prelu"), "stem_activation='prelu' is invalid; valid: ['none', "
+                                        "'relu']"),
+        (dict(layout="x"), "layout='x' is invalid; valid: ['bireal', 'catalogue']"),
+        (dict(real_activation="tanh"), "real_activation='tanh' is invalid; valid: ['relu', "
+                                       "'leaky_clip', 'clip', 'identity']"),
+        (dict(padding_alignment="x"), "padding_alignment='x' is invalid; valid: ['tf', 'torch']"),
+        (dict(double_skip="yes"), "double_skip='yes' is invalid; valid: [True, False]"),
+        (dict(channel_attention=None), "channel_attention=None is invalid; valid: [True, False]"),
+        (dict(binary_last_layer=None), "binary_last_layer=None is invalid; valid: [True, False]"),
+        (dict(base_filters=0), "base_filters=0 is invalid; valid: a positive integer"),
+        (dict(groups=0), "groups=0 is invalid; valid: a positive integer"),
+        (dict(groups=3), "groups=3 does not divide the channels [64, 128, 256, 512] of the "
+                         "grouped binary 3x3 convs (all widths: [64, 128, 256, 512]); valid: a "
+                         "common divisor of them"),
+        (dict(se_reduction=0), "se_reduction=0 is invalid; valid: a positive integer"),
+        (dict(bn_epsilon=0), "bn_epsilon=0 is invalid; valid: > 0"),
+        (dict(weight_clip=0), "weight_clip=0 is invalid; valid: None or > 0"),
+        # Two invalid fields: the first check that fails names its field (types, choices,
+        # widths, groups, ranges, initializer, combinations).
+        (dict(depth=101, groups=0), "depth=101 is invalid; valid: [18, 34, 50]"),
+        (dict(groups=3, se_reduction=0), "groups=3 does not divide"),
+        (dict(depth=50, double_skip=False, kernel_initializer="foo"),
+         "kernel_initializer='foo' is not a Keras initializer; valid: a Keras name such as "
+         "'glorot_normal' or 'he_normal'"),
+    ],
+)
+def test_each_invalid_field_is_named_with_its_valid_values(overrides, message):
+    with pytest.raises(ValueError) as raised:
+        BiRealConfig(**overrides)
+    assert str(raised.value).startswith("BiRealConfig." + message), str(raised.value)
+
+
 def test_input_too_small_for_stem():
     with pytest.raises(ValueError, match=r"too small.*>= 32.*stem='small'"):
         create_model("birealnet18", input_shape=(28, 28, 1))

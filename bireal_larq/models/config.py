@@ -135,49 +135,70 @@ class BiRealConfig:
 
     # ------------------------------------------------------------------------------------
     def validate(self) -> None:
-        def choice(field: str, valid) -> None:
-            value = getattr(self, field)
-            if value not in valid:
-                raise ValueError(f"BiRealConfig.{field}={value!r} is invalid; valid: {list(valid)}")
+        """Raises ``ValueError`` at the first invalid field, naming it and its valid values.
 
-        def number(field: str, integer: bool = False, optional: bool = False) -> None:
-            value = getattr(self, field)
-            kinds = (int,) if integer else (int, float)
-            if value is None and optional:
-                return
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, kinds)
-                or not math.isfinite(value)
-            ):
-                kind = "an integer" if integer else "a finite number"
-                raise ValueError(
-                    f"BiRealConfig.{field}={value!r} is a {type(value).__name__}; valid: {kind}"
-                    + (" or None" if optional else "")
-                )
+        The checks run in this order: the types of the numeric fields, the enumerated
+        fields, the channel widths, the grouped convs, the other numeric ranges, the kernel
+        initializer, and the fields that must go together.
+        """
+        self._check_number_types()
+        self._check_choices()
+        self._check_widths()
+        self._check_groups()
+        self._check_ranges()
+        self._check_kernel_initializer()
+        self._check_combinations()
 
+    def _number(self, field: str, integer: bool = False, optional: bool = False) -> None:
+        """``field`` is an integer (``integer``) or a finite number, or None (``optional``);
+        a bool is neither."""
+        value = getattr(self, field)
+        kinds = (int,) if integer else (int, float)
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+            kind = "an integer" if integer else "a finite number"
+            raise ValueError(
+                f"BiRealConfig.{field}={value!r} is a {type(value).__name__}; valid: {kind}"
+                + (" or None" if optional else "")
+            )
+
+    def _choice(self, field: str, valid) -> None:
+        """``field`` is one of ``valid``."""
+        value = getattr(self, field)
+        if value not in valid:
+            raise ValueError(f"BiRealConfig.{field}={value!r} is invalid; valid: {list(valid)}")
+
+    def _check_number_types(self) -> None:
+        """The integer fields are integers, the other numeric fields finite numbers
+        (``weight_clip`` may be None)."""
         for field in ("depth", "base_filters", "groups", "se_reduction"):
-            number(field, integer=True)
+            self._number(field, integer=True)
         for field in ("width_multiplier", "bn_momentum", "bn_epsilon", "pad_values"):
-            number(field)
-        number("weight_clip", optional=True)
-        choice("depth", sorted(DEPTHS))
-        choice("stem", STEMS)
-        choice("stem_order", STEM_ORDERS)
-        choice("stem_activation", ("none", "relu"))
-        choice("layout", LAYOUTS)
-        choice("shortcut", ("bireal", "v1", "v3"))
-        choice("input_quantizer", (*INPUT_QUANTIZERS, None))
-        choice("kernel_quantizer", (*KERNEL_QUANTIZERS, None))
-        choice("real_activation", REAL_ACTIVATION_NAMES)
-        choice("activation", ACTIVATIONS)
-        choice("padding_alignment", PADDING_ALIGNMENTS)
-        choice("pad_values", (0.0, 1.0))
-        for field in ("double_skip", "channel_attention", "rsign"):
-            choice(field, (True, False))
-        for field in ("binary_first_layer", "binary_last_layer"):
-            choice(field, (True, False))
+            self._number(field)
+        self._number("weight_clip", optional=True)
 
+    def _check_choices(self) -> None:
+        """Each enumerated field holds one of its values (the flags: True or False)."""
+        self._choice("depth", sorted(DEPTHS))
+        self._choice("stem", STEMS)
+        self._choice("stem_order", STEM_ORDERS)
+        self._choice("stem_activation", ("none", "relu"))
+        self._choice("layout", LAYOUTS)
+        self._choice("shortcut", ("bireal", "v1", "v3"))  # "v2" is stored as "bireal"
+        self._choice("input_quantizer", (*INPUT_QUANTIZERS, None))
+        self._choice("kernel_quantizer", (*KERNEL_QUANTIZERS, None))
+        self._choice("real_activation", REAL_ACTIVATION_NAMES)
+        self._choice("activation", ACTIVATIONS)
+        self._choice("padding_alignment", PADDING_ALIGNMENTS)
+        self._choice("pad_values", (0.0, 1.0))
+        for field in ("double_skip", "channel_attention", "rsign", "binary_first_layer",
+                      "binary_last_layer"):
+            self._choice(field, (True, False))
+
+    def _check_widths(self) -> None:
+        """``base_filters`` is a positive integer and ``width_multiplier`` a number > 0 that
+        leaves every stage at least one channel."""
         if not isinstance(self.base_filters, int) or self.base_filters < 1:
             raise ValueError(
                 f"BiRealConfig.base_filters={self.base_filters!r} is invalid; "
@@ -193,19 +214,28 @@ class BiRealConfig:
                 f"BiRealConfig.width_multiplier={self.width_multiplier} leaves a stage with no "
                 f"channels (base_filters={self.base_filters}); valid: a larger multiplier"
             )
+
+    def _check_groups(self) -> None:
+        """``groups`` is a positive integer that divides the input and output widths of every
+        grouped binary 3x3 conv."""
         if not isinstance(self.groups, int) or self.groups < 1:
             raise ValueError(
                 f"BiRealConfig.groups={self.groups!r} is invalid; valid: a positive integer"
             )
-        if self.groups > 1:
-            widths = self._grouped_conv_widths()
-            bad = sorted({w for w in widths if w % self.groups})
-            if bad:
-                raise ValueError(
-                    f"BiRealConfig.groups={self.groups} does not divide the channels {bad} of "
-                    f"the grouped binary 3x3 convs (all widths: {sorted(set(widths))}); "
-                    "valid: a common divisor of them"
-                )
+        if self.groups == 1:
+            return
+        widths = self._grouped_conv_widths()
+        bad = sorted({w for w in widths if w % self.groups})
+        if bad:
+            raise ValueError(
+                f"BiRealConfig.groups={self.groups} does not divide the channels {bad} of "
+                f"the grouped binary 3x3 convs (all widths: {sorted(set(widths))}); "
+                "valid: a common divisor of them"
+            )
+
+    def _check_ranges(self) -> None:
+        """``se_reduction`` >= 1, 0 <= ``bn_momentum`` < 1, ``bn_epsilon`` > 0 and
+        ``weight_clip`` None or > 0."""
         if not isinstance(self.se_reduction, int) or self.se_reduction < 1:
             raise ValueError(
                 f"BiRealConfig.se_reduction={self.se_reduction!r} is invalid; "
@@ -222,14 +252,18 @@ class BiRealConfig:
             raise ValueError(
                 f"BiRealConfig.weight_clip={self.weight_clip} is invalid; valid: None or > 0"
             )
-        import tensorflow as tf
 
+    def _check_kernel_initializer(self) -> None:
+        """``kernel_initializer`` is the name of a Keras initializer (a string, as configs
+        are saved as JSON). Imports TensorFlow, which this module otherwise does not need."""
         if not isinstance(self.kernel_initializer, str):
             raise ValueError(
                 f"BiRealConfig.kernel_initializer={self.kernel_initializer!r} is invalid; "
                 "valid: a Keras initializer name such as 'glorot_normal' (configs are saved as "
                 "JSON)"
             )
+        import tensorflow as tf
+
         try:
             tf.keras.initializers.get(self.kernel_initializer)
         except ValueError:
@@ -237,25 +271,31 @@ class BiRealConfig:
                 f"BiRealConfig.kernel_initializer={self.kernel_initializer!r} is not a Keras "
                 "initializer; valid: a Keras name such as 'glorot_normal' or 'he_normal'"
             ) from None
+
+    def _check_combinations(self) -> None:
+        """Fields that must go together: ``stem_order='conv_pool_bn'`` needs the imagenet
+        stem (the one with a pool); ``double_skip=False`` needs the basic block with even
+        stage repeats (depth 18 or 34)."""
         if self.stem_order == "conv_pool_bn" and self.stem != "imagenet":
             raise ValueError(
                 "BiRealConfig.stem_order='conv_pool_bn' reorders the stem's max-pool, but "
                 f"stem={self.stem!r} has no pool; valid: stem='imagenet' or "
                 "stem_order='conv_bn_pool'"
             )
-        if not self.double_skip:
-            if self.block != "basic":
-                raise ValueError(
-                    "BiRealConfig.double_skip=False (two binary convs per shortcut) applies to "
-                    f"the basic block only; depth={self.depth} uses the bottleneck; "
-                    "valid: depth 18 or 34"
-                )
-            odd = [r for r in self.stage_repeats if r % 2]
-            if odd:
-                raise ValueError(
-                    "BiRealConfig.double_skip=False pairs binary convs, but stage repeats "
-                    f"{self.stage_repeats} contain odd counts; valid: depth 18 or 34"
-                )
+        if self.double_skip:
+            return
+        if self.block != "basic":
+            raise ValueError(
+                "BiRealConfig.double_skip=False (two binary convs per shortcut) applies to "
+                f"the basic block only; depth={self.depth} uses the bottleneck; "
+                "valid: depth 18 or 34"
+            )
+        odd = [r for r in self.stage_repeats if r % 2]
+        if odd:
+            raise ValueError(
+                "BiRealConfig.double_skip=False pairs binary convs, but stage repeats "
+                f"{self.stage_repeats} contain odd counts; valid: depth 18 or 34"
+            )
 
     def _grouped_conv_widths(self) -> list[int]:
         """Input and output widths of every binary 3x3 conv (the ones that are grouped)."""
