@@ -44,6 +44,7 @@ from bireal_larq.deploy import Classifier
 from bireal_larq.export import read_report
 from bireal_larq.export.verify import dataset_images
 from bireal_larq.models import create_model
+from bireal_larq.plots import pyplot
 from bireal_larq.utils import WriteError, atomic_path
 
 PREDICTIONS_JSON = "test_predictions.json"
@@ -258,21 +259,12 @@ def confusion_matrix(labels: Sequence[int], predicted: Sequence[int], num_classe
     return matrix
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: str) -> str:
     """Lays out ``fig``, writes it to ``path`` as a PNG (atomically) and closes it."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -296,7 +288,7 @@ def plot_predictions(images, labels: Sequence[int], top: Sequence[Sequence[tuple
     """
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     images = np.asarray(images)
     n = len(images)
     if not n or len(labels) != n or len(top) != n:
@@ -343,7 +335,7 @@ def plot_confusion(matrix, class_names: Sequence[str], path: str, title: str = "
     prediction."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.asarray(matrix)
     k = len(class_names)
     if matrix.shape != (k, k):
@@ -545,7 +537,8 @@ def _confused_pairs(predictions: dict, n: int = 3) -> list[str]:
 
 
 def demo_blocks(facts: dict[str, Any]) -> list[Block]:
-    """The demo's report from what its steps wrote.
+    """The demo's report from what its steps wrote: its sections in order, each from
+    ``facts``.
 
     Args:
         facts: ``summary``, ``evaluation``, ``export`` and ``benchmark`` (the steps' JSON),
@@ -555,41 +548,60 @@ def demo_blocks(facts: dict[str, Any]) -> list[Block]:
             (name -> path relative to the report, or None), ``tflite`` (the model's path as
             the user gave it), ``steps`` (the demo's step log) and ``data_dir``.
     """
-    summary, evaluation = facts["summary"], facts["evaluation"]
-    export, bench = facts["export"] or {}, facts["benchmark"] or {}
-    predictions, study = facts.get("predictions"), facts.get("study")
-    host, figures = facts["host"], facts.get("figures") or {}
-    verification = export.get("verification") or {}
-    overrides = export.get("model_overrides") or {}
+    return [
+        *_title(facts),
+        *_binary_vs_twin(facts),
+        *_host_and_arm(facts),
+        *_pictures(facts),
+        *_raspberry_pi(facts),
+        *_all_the_numbers(facts),
+        *_host_latency(facts),
+        *_training_curves(facts),
+        *_commands(facts),
+    ]
+
+
+def _title(facts: dict[str, Any]) -> list[Block]:
+    """The title and what was trained, exported, when and on which host."""
+    summary, host = facts["summary"], facts["host"]
+    overrides = (facts["export"] or {}).get("model_overrides") or {}
     settings = (" (" + ", ".join(f"`{k}={v}`" for k, v in sorted(overrides.items())) + ")"
                 if overrides else "")
-    epochs = summary.get("epochs")
-    blocks: list[Block] = [
+    return [
         Heading("bireal_larq demo report", 1),
         Paragraph(
             f"Bi-Real Net `{summary['model']}`{settings} trained for "
-            f"{_epochs(epochs)} on Fashion-MNIST (experiment `{summary.get('experiment')}`), "
-            f"exported to Larq Compute Engine (LCE). Written {facts['generated']} on "
-            f"{host['machine']}, {host['cpu']}, {host['cpus']} CPUs (load average "
-            f"{host['load']:.1f} then)."
+            f"{_epochs(summary.get('epochs'))} on Fashion-MNIST (experiment "
+            f"`{summary.get('experiment')}`), exported to Larq Compute Engine (LCE). Written "
+            f"{facts['generated']} on {host['machine']}, {host['cpu']}, {host['cpus']} CPUs "
+            f"(load average {host['load']:.1f} then)."
         ),
-        Heading("Binary model vs its real-valued twin"),
     ]
 
-    # --- the comparison table
-    params = (predictions or {}).get("parameters") or {}
+
+def _binary_vs_twin(facts: dict[str, Any]) -> list[Block]:
+    """The section "Binary model vs its real-valued twin": the table, what binarization
+    bought, and where the twin's accuracy comes from."""
+    return [Heading("Binary model vs its real-valued twin"), _twin_table(facts),
+            *_binarization_gain(facts), *_twin_source(facts)]
+
+
+def _twin_table(facts: dict[str, Any]) -> Table:
+    """Test top-1, parameters, file size and host latency of the binary model (this run) and
+    of its real-valued twin (the study's row, when there is one)."""
+    summary, evaluation, study = facts["summary"], facts["evaluation"], facts.get("study")
+    export, bench = facts["export"] or {}, facts["benchmark"] or {}
+    verification = export.get("verification") or {}
+    params = (facts.get("predictions") or {}).get("parameters") or {}
     lat = _latency_rows(bench)
-    twin_size = bench.get("float_twin_size_bytes")
-    size = export.get("file_size_bytes")
-    lce_top1 = verification.get("lce_top1_accuracy")
-    lce_n = verification.get("samples")
     binary_acc = (
-        f"**{_pct(lce_top1)}** LCE on {_count(lce_n)} images; Keras "
+        f"**{_pct(verification.get('lce_top1_accuracy'))}** LCE on "
+        f"{_count(verification.get('samples'))} images; Keras "
         f"{_pct(evaluation.get('top1'))} on {_count(evaluation.get('examples'))} "
-        f"({_epochs(epochs)})"
+        f"({_epochs(summary.get('epochs'))})"
     )
     if study:
-        twin, brow = study["twin"], study["binary"]
+        twin = study["twin"]
         twin_acc = (
             f"**{_pct(twin['keras_top1'])}** after {twin['epochs']} epochs: study row "
             f"`{twin['name']}`, not measured in this run (see below)"
@@ -599,50 +611,70 @@ def demo_blocks(facts: dict[str, Any]) -> list[Block]:
     rows = [
         ("test top-1, Fashion-MNIST", binary_acc, twin_acc),
         ("parameters", _count(params.get("binary")), _count(params.get("real_valued_twin"))),
-        (".tflite file", f"**{_mb(size)}** (LCE, 1-bit weights)",
-         f"**{_mb(twin_size)}** (TFLite, float32 weights)"),
+        (".tflite file", f"**{_mb(export.get('file_size_bytes'))}** (LCE, 1-bit weights)",
+         f"**{_mb(bench.get('float_twin_size_bytes'))}** (TFLite, float32 weights)"),
     ]
-    threads = sorted({n for _, n in lat})
-    for n in threads:
+    for n in sorted({n for _, n in lat}):
         rows.append((f"latency on this host, {n} thread{'s' if n > 1 else ''} (median)",
                      _latency_cell(lat.get(("binary", n))), _latency_cell(lat.get(("twin", n)))))
-    blocks.append(Table(("", "binary (this run)", "real-valued twin"), tuple(rows)))
+    return Table(("", "binary (this run)", "real-valued twin"), tuple(rows))
 
-    bought = []
-    if size and twin_size:
-        bought.append(f"a file {twin_size / size:.1f}x smaller than the twin's"
-                      + (f" for the same {_count(params['binary'])} parameters"
-                         if params.get("binary") and
-                         params.get("binary") == params.get("real_valued_twin") else ""))
+
+def _binarization_gain(facts: dict[str, Any]) -> list[Block]:
+    """What binarization bought (the file size against the twin's) and, with a study row,
+    what it cost in test top-1; nothing without both file sizes."""
+    size = (facts["export"] or {}).get("file_size_bytes")
+    twin_size = (facts["benchmark"] or {}).get("float_twin_size_bytes")
+    if not (size and twin_size):
+        return []
+    params = (facts.get("predictions") or {}).get("parameters") or {}
+    bought = (f"a file {twin_size / size:.1f}x smaller than the twin's"
+              + (f" for the same {_count(params['binary'])} parameters"
+                 if params.get("binary") and
+                 params.get("binary") == params.get("real_valued_twin") else ""))
     cost = ""
+    study = facts.get("study")
     if study:
+        twin, brow = study["twin"], study["binary"]
         gap = 100 * (brow["keras_top1"] - twin["keras_top1"])
         cost = (f"; it cost {-gap:.2f} points of test top-1 at the study's {twin['epochs']}-epoch "
                 f"budget (binary row `{brow['name']}`: {_pct(brow['keras_top1'])}, twin "
                 f"{_pct(twin['keras_top1'])})")
-    if bought:
-        blocks.append(Paragraph("**Binarization bought** " + bought[0] + cost + ". Its speed "
-                                "shows on ARM, not on this host (next section)."))
-    if study:
-        differences = study.get("differences") or []
-        blocks.append(Paragraph(
-            f"The twin's accuracy is cited, not measured: training it here would about double "
-            f"the demo's time. It comes from the committed Fashion-MNIST tricks study, "
-            f"`{study['doc']}`, row `{twin['name']}` (its run files in "
-            f"`{study['runs']}/{twin['name']}/`): the same model and width"
-            + (", trained with " + "; ".join(differences) if differences else "")
-            + ". The study's binary row at that budget is the one to compare the twin with; "
-            f"this run's binary figure ({_epochs(epochs)}) is not."
-        ))
+    return [Paragraph("**Binarization bought** " + bought + cost + ". Its speed "
+                      "shows on ARM, not on this host (next section).")]
 
-    # --- x86 vs ARM
+
+def _twin_source(facts: dict[str, Any]) -> list[Block]:
+    """Where the twin's cited accuracy comes from (the study's document, row and run files);
+    nothing without a study row."""
+    study = facts.get("study")
+    if not study:
+        return []
+    twin = study["twin"]
+    differences = study.get("differences") or []
+    return [Paragraph(
+        f"The twin's accuracy is cited, not measured: training it here would about double "
+        f"the demo's time. It comes from the committed Fashion-MNIST tricks study, "
+        f"`{study['doc']}`, row `{twin['name']}` (its run files in "
+        f"`{study['runs']}/{twin['name']}/`): the same model and width"
+        + (", trained with " + "; ".join(differences) if differences else "")
+        + ". The study's binary row at that budget is the one to compare the twin with; "
+        f"this run's binary figure ({_epochs(facts['summary'].get('epochs'))}) is not."
+    )]
+
+
+def _host_and_arm(facts: dict[str, Any]) -> list[Block]:
+    """The section "Latency: this host and ARM": which kernels LCE ran here, the 1-thread
+    speed against the twin's, and the published and measured full-size figures."""
+    bench, host = facts["benchmark"] or {}, facts["host"]
+    lat = _latency_rows(bench)
     one_b, one_t = lat.get(("binary", 1)), lat.get(("twin", 1))
     backend = bench.get("backend")
     busy = host["load"] > (host["cpus"] or 1)
     name, date, b1, t1, b2, t2 = X86_FULL_SIZE
     zoo = ", ".join(f"{ms} ms on a {device}" for device, ms in LARQ_ZOO_BIREALNET_MS)
     on_arm = host["machine"] in ("aarch64", "arm64")
-    blocks += [
+    return [
         Heading("Latency: this host and ARM"),
         Paragraph(
             "LCE has hand-written binary kernels only for 64-bit ARM (aarch64). "
@@ -670,8 +702,16 @@ def demo_blocks(facts: dict[str, Any]) -> list[Block]:
         ),
     ]
 
-    # --- pictures
-    if predictions and figures.get("predictions"):
+
+def _pictures(facts: dict[str, Any]) -> list[Block]:
+    """The test images with the LCE model's predictions and the confusion matrix, each when
+    its figure exists; without predictions, a line saying why there are no pictures."""
+    predictions, figures = facts.get("predictions"), facts.get("figures") or {}
+    if not predictions:
+        return [Paragraph("No test images were classified for pictures "
+                          + facts.get("predictions_note", "") + ".")]
+    blocks: list[Block] = []
+    if figures.get("predictions"):
         shown = predictions["shown"]
         wrong = sum(r["top"][0][0] != r["label"] for r in shown)
         blocks += [
@@ -684,7 +724,7 @@ def demo_blocks(facts: dict[str, Any]) -> list[Block]:
             ),
             Figure(figures["predictions"], "test images with the LCE model's predictions"),
         ]
-    if predictions and figures.get("confusion"):
+    if figures.get("confusion"):
         pairs = _confused_pairs(predictions)
         blocks += [
             Heading("Confusion matrix"),
@@ -696,15 +736,17 @@ def demo_blocks(facts: dict[str, Any]) -> list[Block]:
             ),
             Figure(figures["confusion"], "confusion matrix of the LCE model"),
         ]
-    if not predictions:
-        blocks.append(Paragraph("No test images were classified for pictures "
-                                + facts.get("predictions_note", "") + "."))
+    return blocks
 
-    # --- Raspberry Pi
-    lce_version = (export.get("versions") or {}).get("larq_compute_engine", "0.16.0")
+
+def _raspberry_pi(facts: dict[str, Any]) -> list[Block]:
+    """The section "Measure it on a Raspberry Pi": the LCE release to take the benchmark tool
+    from, and the commands that copy the model to a Pi and time it at 1 and 4 threads."""
+    versions = (facts["export"] or {}).get("versions") or {}
+    lce_version = versions.get("larq_compute_engine", "0.16.0")
     tflite = facts["tflite"]
     base = os.path.basename(tflite)
-    blocks += [
+    return [
         Heading("Measure it on a Raspberry Pi"),
         Paragraph(
             f"On a Pi with a 64-bit OS, with the aarch64 `lce_benchmark_model` of the [LCE "
@@ -720,16 +762,24 @@ def demo_blocks(facts: dict[str, Any]) -> list[Block]:
         ),
     ]
 
-    # --- details
+
+def _all_the_numbers(facts: dict[str, Any]) -> list[Block]:
+    """The section "All the numbers": accuracies of both models and their agreement, the
+    binary convs LCE fused, the file sizes, the training time, and the flatbuffer's ops."""
+    summary, evaluation = facts["summary"], facts["evaluation"]
+    export = facts["export"] or {}
+    verification = export.get("verification") or {}
+    size = export.get("file_size_bytes")
+    twin_size = (facts["benchmark"] or {}).get("float_twin_size_bytes")
     ops = export.get("op_table") or {}
     train_minutes = summary.get("train_time_s", 0) / 60
-    blocks += [
+    return [
         Heading("All the numbers"),
         Table(("what", "value"), (
             (f"Keras model, test top-1 / top-5 ({evaluation.get('examples', '?')} images)",
              f"{_pct(evaluation.get('top1'))} / {_pct(evaluation.get('top5'))}"),
             (f"LCE model, test top-1 ({verification.get('samples', '?')} images)",
-             f"{_pct(lce_top1)} (Keras on the same images: "
+             f"{_pct(verification.get('lce_top1_accuracy'))} (Keras on the same images: "
              f"{_pct(verification.get('keras_top1_accuracy'))})"),
             ("top-1 agreement Keras vs LCE", _pct(verification.get("top1_agreement"))),
             ("max abs difference of the softmax outputs",
@@ -737,10 +787,18 @@ def demo_blocks(facts: dict[str, Any]) -> list[Block]:
             ("binary convs in Keras / LceBconv2d in the flatbuffer",
              f"{export.get('binary_layers')} / {export.get('lce_bconv2d_ops')}"),
             ("flatbuffer size", _mb(size) + f" (float twin: {_mb(twin_size)})"),
-            ("training", f"{_epochs(epochs)}, {train_minutes:.1f} min, "
+            ("training", f"{_epochs(summary.get('epochs'))}, {train_minutes:.1f} min, "
                          f"{summary.get('train_images_per_s', 0):.0f} images/s"),
         )),
         Paragraph("Flatbuffer ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(ops.items()))),
+    ]
+
+
+def _host_latency(facts: dict[str, Any]) -> list[Block]:
+    """The section "Inference latency on this host": every benchmark timing and, when the
+    benchmark probed the LCE backends, their 1-thread medians."""
+    bench = facts["benchmark"] or {}
+    blocks: list[Block] = [
         Heading("Inference latency on this host"),
         Paragraph(
             "The LCE model through LCE's interpreter, the float twin (untrained: latency does "
@@ -755,10 +813,21 @@ def demo_blocks(facts: dict[str, Any]) -> list[Block]:
             "Backend probe of the LCE model, 1 thread (median ms): "
             + ", ".join(f"`{k}` {v:.2f}" for k, v in probe.items()) + "."
         ))
-    if figures.get("curves"):
-        blocks += [Heading("Training curves"), Figure(figures["curves"], "training curves")]
+    return blocks
 
-    blocks.append(Heading("Commands (each step can be redone on its own)"))
+
+def _training_curves(facts: dict[str, Any]) -> list[Block]:
+    """The run's training curves (``curves.png``), when the figure exists."""
+    figures = facts.get("figures") or {}
+    if not figures.get("curves"):
+        return []
+    return [Heading("Training curves"), Figure(figures["curves"], "training curves")]
+
+
+def _commands(facts: dict[str, Any]) -> list[Block]:
+    """The section "Commands": the data directory to set first, then each step's command with
+    its duration (and whether an earlier run's result was reused)."""
+    blocks: list[Block] = [Heading("Commands (each step can be redone on its own)")]
     if facts.get("data_dir"):
         blocks += [
             Paragraph("The prepared dataset was read from the TFDS data dir of this run (`make "

@@ -25,12 +25,13 @@ from bireal_larq import cli
 from bireal_larq.cli import fail, parser_for
 from bireal_larq.data import get_dataset
 from bireal_larq.export import export_model
+from bireal_larq.plots import pyplot
 from bireal_larq.runs import model_from_run
 from bireal_larq.stack import keras_version
 from bireal_larq.training import run_training
-from bireal_larq.training.callbacks import read_history
 from bireal_larq.training.experiments import load_experiment
 from bireal_larq.training.overrides import override_config
+from bireal_larq.training.rundir import HISTORY, read_history
 from bireal_larq.utils import WriteError, atomic_path, cpu_model, write_failed
 
 # A private flag set: several CLIs can be imported into one process (see bireal_larq.cli).
@@ -327,7 +328,7 @@ def _plot_deltas(rows: list[dict], seeds: list[float], baseline: str, metric: st
                  path: str) -> None:
     """Each row's top-1 minus the baseline's seed mean (points), best first, over the seed
     range as a band."""
-    plt = _pyplot()
+    plt = pyplot()
     mean = statistics.mean(seeds)
     ordered = sorted(rows, key=lambda r: r["keras_top1"], reverse=True)
     deltas = [100 * (r["keras_top1"] - mean) for r in ordered]
@@ -354,7 +355,7 @@ def _curve_pairs(suite_module, runs_dir: str | None) -> list[tuple[str, list[dic
 
     found = []
     for pair in getattr(suite_module, "CURVES", ()):
-        histories = [(name, read_history(os.path.join(runs_dir, name, "history.csv")))
+        histories = [(name, read_history(os.path.join(runs_dir, name, HISTORY)))
                      for name in pair]
         if all(h for _, h in histories):
             found += histories
@@ -363,7 +364,7 @@ def _curve_pairs(suite_module, runs_dir: str | None) -> list[tuple[str, list[dic
 
 def _plot_curves(histories: list[tuple[str, list[dict]]], path: str) -> None:
     """Validation top-1 and loss against the epoch for each named run."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, rows in histories:
         x = list(range(1, len(rows) + 1))
@@ -378,15 +379,6 @@ def _plot_curves(histories: list[tuple[str, list[dict]]], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def write_results(
@@ -477,7 +469,7 @@ def write_results(
     if pairs:
         _plot_curves(pairs, curves_path)
 
-    plt = _pyplot()
+    plt = pyplot()
     plotted = [r for r in rows if r["keras_top1"] is not None]
     if not plotted:
         return

@@ -63,7 +63,7 @@ def _drawn(ax) -> bool:
 def test_curves_of_a_one_epoch_run_show_data(tmp_path):
     import matplotlib.pyplot as plt
 
-    from bireal_larq.training.callbacks import history_figure
+    from bireal_larq.plots import history_figure
 
     row = {"stage": "binary", "loss": "1.2", "top1": "0.6", "val_loss": "1.1", "val_top1": "0.7"}
     for points in ((), [(0.5, 1.8, 0.3), (1.0, 1.2, 0.6)]):  # epoch ends only, and within
@@ -73,7 +73,9 @@ def test_curves_of_a_one_epoch_run_show_data(tmp_path):
 
 
 def test_training_points_are_recorded_within_epochs_and_drawn(tmp_path):
-    from bireal_larq.training.callbacks import TrainingPoints, history_figure, read_points
+    from bireal_larq.plots import history_figure
+    from bireal_larq.training.callbacks import TrainingPoints
+    from bireal_larq.training.rundir import read_points
 
     path = str(tmp_path / "points.csv")
     model = tf.keras.Sequential([tf.keras.layers.Dense(2, input_shape=(3,))])

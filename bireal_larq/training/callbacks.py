@@ -1,5 +1,9 @@
-"""Callbacks (checkpoints, resume points, progress, throughput) and the artefacts every run
-writes (history plot)."""
+"""The Keras callbacks of training (checkpoints, resume points, the non-finite loss guard,
+progress, throughput, binary weight flips, training points) and the checks and file names
+they share.
+
+The files a run's directory holds, and reading its history and points back, are
+:mod:`bireal_larq.training.rundir`; the curves drawn from them, :mod:`bireal_larq.plots`."""
 
 from __future__ import annotations
 
@@ -249,13 +253,6 @@ def _epoch_files(directory: str) -> list[str]:
     return [f for _, f in sorted(found)]
 
 
-def read_history(path: str) -> list[dict[str, str]]:
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 class BinaryWeightFlips(tf.keras.callbacks.Callback):
     """Writes to TensorBoard (``log_dir``), at each epoch's end, two measures of how the binary
     weights move, per binary layer and over all of them (``<measure>/<layer>``,
@@ -370,76 +367,6 @@ class TrainingPoints(tf.keras.callbacks.Callback):
             if new:
                 writer.writeheader()
             writer.writerow(row)
-
-
-def history_figure(rows: list[dict[str, str]], points: list[tuple[float, float, float]] = ()):
-    """The figure of the training curves (loss and top-1 against the run's epochs).
-
-    ``rows``: one per epoch (``history.csv``), drawn with markers at the epoch's end (x = 1,
-    2, ...): training and validation. ``points``: ``(x, loss, top1)`` within epochs (x = 0.5
-    is the middle of the first epoch), a thin line of the running training values. A
-    multi-stage run's stage boundaries are marked and named.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    x = list(range(1, len(rows) + 1))
-    for index, (ax, key) in enumerate(zip(axes, ("loss", "top1"), strict=True)):
-        if points:
-            ax.plot([p[0] for p in points], [p[1 + index] for p in points], "-", lw=0.8,
-                    alpha=0.6, color="tab:blue", label=f"train {key} (within epochs)")
-        for prefix, style, color in (("", "o-", "tab:blue"), ("val_", "s--", "tab:orange")):
-            values = [float(r[prefix + key]) if r.get(prefix + key) else np.nan for r in rows]
-            ax.plot(x, values, style, color=color, markersize=5,
-                    label=("validation " if prefix else "train ") + key + " (epoch end)")
-        ax.set_xlabel("epoch")
-        ax.set_xlim(left=0)
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-    stages = [r.get("stage") for r in rows]
-    for i in range(len(stages)):
-        if stages[i] and (i == 0 or stages[i] != stages[i - 1]) and len(set(stages)) > 1:
-            for ax in axes:
-                if i:
-                    ax.axvline(i, color="grey", lw=0.8)
-                ax.annotate(stages[i], (i, 1.0), xycoords=("data", "axes fraction"),
-                            xytext=(3, -12), textcoords="offset points", fontsize=8,
-                            color="grey")
-    for ax in axes:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_history(
-    rows: list[dict[str, str]], path: str, points: list[tuple[float, float, float]] = ()
-) -> str:
-    """Writes :func:`history_figure` to ``path`` as a PNG."""
-    import matplotlib.pyplot as plt
-
-    fig = history_figure(rows, points)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def read_points(path: str, offset: float, steps_per_epoch: int) -> list[tuple[float, ...]]:
-    """The points a :class:`TrainingPoints` wrote to ``path`` as ``(x, loss, top1)``, x on the
-    run's epoch axis (the stage starts at ``offset`` epochs), sorted; none when absent."""
-    if not os.path.exists(path):
-        return []
-    points = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            try:
-                x = offset + int(row["epoch"]) + int(row["step"]) / max(steps_per_epoch, 1)
-                points.append((x, float(row["loss"] or "nan"), float(row["top1"] or "nan")))
-            except (KeyError, TypeError, ValueError):  # a line cut short by a kill
-                continue
-    return sorted(points)
 
 
 class LineProgress(tf.keras.callbacks.Callback):

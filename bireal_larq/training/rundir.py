@@ -9,12 +9,15 @@ Layout of ``DIR`` (the reading side, shared with evaluation and export, is
     history.csv, curves.png
     logs/<stage>/          TensorBoard
     stages/NN_<stage>/     backup/ (BackupAndRestore), checkpoints/epoch_NNN.weights.h5,
-                           history.csv, stage.weights.h5 + stage.json once the stage is done
+                           history.csv, points.csv (training values within epochs),
+                           stage.weights.h5 + stage.json once the stage is done
 
 Here: the comparison of a configuration with the one a directory already holds
 (:func:`prepare_run_directory`, :class:`RunDirectoryConflict`), the paths of a stage and its
-"finished" marker (``stage.json`` next to ``stage.weights.h5``), the run's merged history and
-curves, and ``summary.json`` with its training throughput (:func:`train_throughput`).
+"finished" marker (``stage.json`` next to ``stage.weights.h5``), reading a history and its
+points (:func:`read_history`, :func:`read_points`), the run's merged history and curves (drawn
+by :mod:`bireal_larq.plots`), and ``summary.json`` with its training throughput
+(:func:`train_throughput`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import tensorflow as tf
 
 from bireal_larq.models import create_model, save_weights
+from bireal_larq.plots import plot_history
 from bireal_larq.runs import RUN_CONFIG, write_run_config
 from bireal_larq.training import callbacks as cb
 from bireal_larq.training.config import TrainConfig
@@ -170,6 +174,32 @@ def previous_stage_model(config: TrainConfig, previous_dir: str, input_shape, nu
     )
 
 
+def read_history(path: str) -> list[dict[str, str]]:
+    """The epoch rows of a ``history.csv`` (Keras' CSVLogger: ``epoch``, the metrics, their
+    ``val_`` twins), as strings; none when the file is absent."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def read_points(path: str, offset: float, steps_per_epoch: int) -> list[tuple[float, ...]]:
+    """The points a :class:`~bireal_larq.training.callbacks.TrainingPoints` wrote to ``path``
+    as ``(x, loss, top1)``, x on the run's epoch axis (the stage starts at ``offset`` epochs),
+    sorted; none when absent. A line cut short (the process was killed) is skipped."""
+    if not os.path.exists(path):
+        return []
+    points = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            try:
+                x = offset + int(row["epoch"]) + int(row["step"]) / max(steps_per_epoch, 1)
+                points.append((x, float(row["loss"] or "nan"), float(row["top1"] or "nan")))
+            except (KeyError, TypeError, ValueError):  # a line cut short by a kill
+                continue
+    return sorted(points)
+
+
 def merge_history(
     run_dir: str, stages: Iterable[tuple[str, Mapping[str, Any]]]
 ) -> tuple[list[dict[str, str]], list[tuple[float, ...]]]:
@@ -178,9 +208,9 @@ def merge_history(
     epoch axis."""
     rows, points = [], []
     for directory, record in stages:
-        stage_rows = cb.read_history(os.path.join(directory, HISTORY))
-        points += cb.read_points(os.path.join(directory, cb.POINTS), len(rows),
-                                 int(record.get("steps_per_epoch") or 1))
+        stage_rows = read_history(os.path.join(directory, HISTORY))
+        points += read_points(os.path.join(directory, cb.POINTS), len(rows),
+                              int(record.get("steps_per_epoch") or 1))
         rows += [{"stage": record["stage"], **row} for row in stage_rows]
     if rows:
         keys = list(dict.fromkeys(k for row in rows for k in row))
@@ -196,7 +226,7 @@ def write_history(run_dir: str, stages: Iterable[tuple[str, Mapping[str, Any]]])
     ``run_dir/curves.png``."""
     history, points = merge_history(run_dir, stages)
     if history:
-        cb.plot_history(history, os.path.join(run_dir, CURVES), points)
+        plot_history(history, os.path.join(run_dir, CURVES), points)
 
 
 def train_throughput(stages: list[Mapping[str, Any]], batch_size: int) -> dict[str, float]:
