@@ -170,7 +170,8 @@ class RecipeModel(tf.keras.Model):
         # leaves them alone.
         self.flip_ratios: dict[str, lq.metrics.FlipRatio] = {}
         for layer_name, kernel in binary_kernels(student):
-            metric = lq.metrics.FlipRatio(name=f"flip_ratio/{layer_name}")
+            # bool signs: an int8 variable cannot be broadcast by multi-worker collectives
+            metric = lq.metrics.FlipRatio(values_dtype="bool", name=f"flip_ratio/{layer_name}")
             metric.build(kernel.shape)
             self.flip_ratios[layer_name] = metric
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
