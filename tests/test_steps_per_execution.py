@@ -37,7 +37,7 @@ from bireal_larq.training import (
     run_training,
 )
 from bireal_larq.training.callbacks import backup_interval
-from bireal_larq.training.runner import resolve_steps_per_execution
+from bireal_larq.training.resolve import resolve_steps_per_execution
 
 STAGE = os.path.join("stages", "01_binary")
 

@@ -35,7 +35,8 @@ from bireal_larq.training import (
 from bireal_larq.training.experiments import load_experiment
 from bireal_larq.training.optimizers import decayed_variables
 from bireal_larq.training.recipes import with_epochs
-from bireal_larq.training.runner import RunDirectoryConflict, stage_model_overrides
+from bireal_larq.training.resolve import stage_model_overrides
+from bireal_larq.training.rundir import RunDirectoryConflict
 
 
 def tiny(**overrides):
@@ -835,7 +836,7 @@ def test_epoch_checkpoints_rotate_by_epoch_number_past_999(tmp_path):
 
 
 def test_a_twin_stage_before_a_binary_stem_with_rsign_is_refused_before_training():
-    from bireal_larq.training.runner import resolve_run_config
+    from bireal_larq.training.resolve import resolve_run_config
 
     def config(**overrides):
         return TrainConfig(

@@ -36,7 +36,7 @@ from bireal_larq.training import (
     run_training,
     runner,
 )
-from bireal_larq.training.runner import train_throughput
+from bireal_larq.training.rundir import train_throughput
 
 PACKAGE = pathlib.Path(bireal_larq.__file__).parent
 

@@ -2,7 +2,7 @@
 
 The run directory's layout and files are :mod:`bireal_larq.training.rundir`'s; one stage is
 :func:`bireal_larq.training.stage.run_stage`; the checks before anything is written are
-:func:`bireal_larq.training.resolve.check_run`. Their public names are importable from here too.
+:func:`bireal_larq.training.resolve.check_run`.
 
 Rerunning the same configuration into ``DIR`` resumes: finished stages are skipped and the
 unfinished one continues from its last backup (epoch, step, optimizer state; the learning
@@ -22,21 +22,9 @@ from bireal_larq.runs import FINAL_WEIGHTS
 from bireal_larq.training.config import TrainConfig
 from bireal_larq.training.data import DatasetFn, dataset_info
 from bireal_larq.training.distribute import get_strategy, mixed_precision_policy
-from bireal_larq.training.resolve import (
-    check_run,
-    checked_differences,
-    device_kind,
-    resolve_run_config,
-    resolve_steps_per_execution,
-    stage_model_overrides,
-)
+from bireal_larq.training.resolve import check_run, checked_differences
 from bireal_larq.training.rundir import (
-    STAGE_DONE,
-    STAGE_WEIGHTS,
-    SUMMARY,
-    RunDirectoryConflict,
     prepare_run_directory,
-    previous_stage_model,
     save_finite_weights,
     train_throughput,
     worker_run_dir,
@@ -46,20 +34,7 @@ from bireal_larq.training.rundir import (
 from bireal_larq.training.stage import RunContext, StageResult, rebuild_stage, run_stage
 from bireal_larq.utils import dtype_policy
 
-__all__ = [
-    "STAGE_DONE",
-    "STAGE_WEIGHTS",
-    "SUMMARY",
-    "RunDirectoryConflict",
-    "check_run",
-    "device_kind",
-    "previous_stage_model",
-    "resolve_run_config",
-    "resolve_steps_per_execution",
-    "run_training",
-    "stage_model_overrides",
-    "train_throughput",
-]
+__all__ = ["run_training"]
 
 
 def run_training(
