@@ -1,5 +1,6 @@
 """bireal_larq: Bi-Real Net binarized neural networks on Larq, from training to LCE."""
 
+import importlib as _importlib
 import os as _os
 import sys as _sys
 
@@ -75,7 +76,14 @@ _EXPORTS = {name: "models" for name in __all__}
 _load, __dir__ = _lazy_exports(__name__, _EXPORTS)
 
 
+# Subpackages (and deploy) reachable as attributes after `import bireal_larq` (bireal_larq.data.get_dataset),
+# imported on first use like the names above.
+_SUBPACKAGES = ("data", "deploy", "export", "models", "training")
+
+
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return _importlib.import_module(f"{__name__}.{name}")
     if name in __all__ and _CLI != "bireal_larq.doctor":
         _stack.select_keras2()  # a clear StackError before larq meets a Keras 3 tf.keras
     return _load(name)

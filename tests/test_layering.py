@@ -205,6 +205,18 @@ def test_the_public_names_load_on_first_use():
     assert lines[-2:] == ["bireal_larq.models.registry True", "[]"]
 
 
+def test_subpackages_are_attributes_of_the_package_on_first_use():
+    probe = (
+        "import sys\nimport bireal_larq as bl\nassert 'bireal_larq.data' not in sys.modules\n"
+        "print(bl.data.get_dataset.__module__, bl.training.run_training.__module__)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300, cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["bireal_larq.data.pipeline",
+                                        "bireal_larq.training.runner"]
+
+
 @pytest.mark.parametrize("name", PACKAGES)
 def test_every_public_name_is_its_home_modules_and_unknown_names_are_refused(name):
     package = importlib.import_module(name)
