@@ -71,14 +71,16 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable, Ca
 
     ``exports`` maps each public name to the submodule (relative to ``package``) defining it;
     the submodule is imported on the first access of one of its names, so importing the
-    package (or a light submodule of it, such as a config module) imports nothing heavy.
+    package (or a light submodule of it, such as a config module) imports nothing heavy. The
+    value is then kept in the package's namespace: later accesses do not reach ``__getattr__``.
     """
 
     def __getattr__(name: str) -> Any:
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        module = importlib.import_module(f"{package}.{exports[name]}")
-        return getattr(module, name)
+        value = getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+        setattr(importlib.import_module(package), name, value)
+        return value
 
     def __dir__() -> list[str]:
         return sorted(set(exports) | set(vars(importlib.import_module(package))))

@@ -226,5 +226,7 @@ def test_every_public_name_is_its_home_modules_and_unknown_names_are_refused(nam
         home = importlib.import_module(f"{name}.{exports[public]}")
         assert getattr(package, public) is getattr(home, public), public
     assert set(package.__all__) <= set(dir(package))
+    # Loaded once: a name already used is in the namespace, not looked up again.
+    assert set(package.__all__) <= set(vars(package))
     with pytest.raises(AttributeError, match=f"'{name}' has no attribute 'no_such_name'"):
         package.no_such_name  # noqa: B018
